@@ -1,0 +1,67 @@
+"""Wall time of the local pipeline per component, read from ML Metadata.
+
+    .venv/bin/python bench/pipeline_walltime.py --rows 100000
+
+Generates the rows, runs the whole LocalDagRunner pipeline without the cache
+in a fresh temporary directory, and prints one row per component and the total.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def component_seconds(metadata_path):
+  from ml_metadata.metadata_store import metadata_store
+  from ml_metadata.proto import metadata_store_pb2
+  from pipeline.run_summary import _latest_run, _node_id
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  store = metadata_store.MetadataStore(config)
+  executions = store.get_executions_by_context(_latest_run(store).id)
+  return [(_node_id(store, e),
+           (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
+          for e in sorted(executions, key=lambda e: e.id)]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--rows", type=int, default=100_000)
+  parser.add_argument("--seed", type=int, default=7)
+  args = parser.parse_args()
+
+  from datagen import taobao
+  from pipeline.local_runner import metadata_path, run_local
+
+  work = tempfile.mkdtemp(prefix="aitm-bench-")
+  start = time.time()
+  taobao.write_csv(os.path.join(work, "data"), args.rows, args.seed)
+  generated = time.time() - start
+  start = time.time()
+  summary = run_local(data_root=os.path.join(work, "data"),
+                      pipeline_root=os.path.join(work, "pipeline"),
+                      serving_dir=os.path.join(work, "serving"), enable_cache=False)
+  total = time.time() - start
+
+  print(f"\n{args.rows:,} generated rows on {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+  print(f"| {'step':<22} | {'seconds':>8} |")
+  print(f"|{'-' * 24}|{'-' * 10}|")
+  print(f"| {'generate data':<22} | {generated:8.1f} |")
+  for node, seconds in component_seconds(metadata_path(os.path.join(work, "pipeline"))):
+    print(f"| {node:<22} | {seconds:8.1f} |")
+  print(f"| {'pipeline total':<22} | {total:8.1f} |")
+  print("\n" + summary.table())
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,1 @@
+"""The `aitm` command line: a thin face over datagen/, pipeline/ and models/."""

@@ -1,0 +1,132 @@
+"""`aitm`: generate data, run the TFX pipeline locally, compile it for Kubeflow."""
+
+import os
+
+# Before TensorFlow is imported anywhere: TFX 1.16 components expect Keras 2.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import warnings  # noqa: E402
+
+# google-cloud libraries warn about Python 3.10 on import; TFX 1.16 needs it.
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from pipeline import configs  # noqa: E402
+
+# The first line of a failure that names the bad input, however deep Beam or
+# TFX wrapped it.
+_DATA_ERROR = re.compile(r"(Bad input[^\n]*|ExampleValidator found anomalies[^\n]*"
+                         r"(?:\n  [^\n]+)*)")
+
+
+def _generate_data(args):
+  from datagen import taobao
+  path = taobao.write_csv(args.out, args.rows, args.seed, truth_path=args.truth)
+  print(f"wrote {args.rows:,} rows to {path}")
+
+
+def _training_settings(args):
+  settings = {}
+  for key in ("learning_rate", "batch_size", "max_epochs", "patience"):
+    value = getattr(args, key)
+    if value is not None:
+      settings[key] = value
+  return settings
+
+
+def _run(args):
+  from datagen import taobao
+  from models.training import TrainingConfig
+  from pipeline.local_runner import run_local
+
+  training = _training_settings(args)
+  TrainingConfig.from_dict(training)  # refuse bad settings before any work
+  data = args.data
+  if data is None:
+    data = configs.DEFAULT_DATA_DIR
+    if not os.path.exists(os.path.join(data, "data.csv")):
+      print(f"no --data given: generating {args.rows:,} rows into {data}")
+      taobao.write_csv(data, args.rows, configs.DEFAULT_SEED)
+  elif not os.path.isdir(data):
+    sys.exit(f"error: --data {data} is not a directory of CSV files")
+
+  start = time.time()
+  try:
+    summary = run_local(data_root=data, pipeline_root=args.pipeline_root,
+                        serving_dir=args.serving_dir, model_name=args.model_name,
+                        training=training, enable_cache=not args.no_cache)
+  except Exception as e:
+    match = _DATA_ERROR.search(str(e))
+    if not match:
+      raise
+    # The cause a user can act on, not Beam's and TFX's stack.
+    sys.exit(f"error: {match.group(1)}\nthe run failed; nothing was pushed")
+  print(f"\nAITM pipeline finished in {time.time() - start:.0f}s")
+  print(summary.table())
+  if summary.pushed_dir:
+    base = os.path.dirname(summary.pushed_dir.rstrip("/"))
+    print("\nserve it with TF Serving:\n"
+          f"  docker run -p 8500:8500 -p 8501:8501 -v {base}:/models/{args.model_name} "
+          f"-e MODEL_NAME={args.model_name} tensorflow/serving:2.16.1")
+  elif summary.blessed is False:
+    print("\nthe model was not blessed (an AUC is below its floor), so it was not pushed")
+
+
+def _compile_kubeflow(args):
+  from kubeflow.runner import compile_pipeline
+  path = compile_pipeline(output_file=args.out, image=args.image,
+                          pipeline_root=args.pipeline_root, data_root=args.data,
+                          serving_dir=args.serving_dir, model_name=args.model_name)
+  print(f"wrote the Kubeflow Pipelines spec to {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="aitm", description=__doc__)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  gen = sub.add_parser("generate-data", help="write synthetic Taobao impressions as CSV")
+  gen.add_argument("--out", required=True, help="directory to write data.csv into")
+  gen.add_argument("--rows", type=int, default=configs.DEFAULT_ROWS)
+  gen.add_argument("--seed", type=int, default=configs.DEFAULT_SEED)
+  gen.add_argument("--truth", help="also write the true p_click,p_buy per row to this file")
+  gen.set_defaults(func=_generate_data)
+
+  run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
+  run.add_argument("--data", help="directory of CSV files with a header "
+                   f"(default: generate {configs.DEFAULT_ROWS:,} rows)")
+  run.add_argument("--rows", type=int, default=configs.DEFAULT_ROWS,
+                   help="rows to generate when --data is not given")
+  run.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
+  run.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR)
+  run.add_argument("--model-name", default=configs.MODEL_NAME)
+  run.add_argument("--learning-rate", type=float)
+  run.add_argument("--batch-size", type=int, help="default: sized from the train rows")
+  run.add_argument("--max-epochs", type=int, help="default: sized from the train rows")
+  run.add_argument("--patience", type=int, help="epochs without eval improvement before stopping")
+  run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  run.set_defaults(func=_run)
+
+  kfp = sub.add_parser("compile-kubeflow",
+                       help="write the pipeline as a Kubeflow Pipelines v2 spec")
+  kfp.add_argument("--image", required=True, help="image built from kubeflow/Dockerfile")
+  kfp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/aitm/root")
+  kfp.add_argument("--data", required=True, help="directory of CSV files the cluster can read")
+  kfp.add_argument("--serving-dir", required=True, help="where TF Serving reads models")
+  kfp.add_argument("--model-name", default=configs.MODEL_NAME)
+  kfp.add_argument("--out", default="aitm_pipeline.json", help=".json or .yaml")
+  kfp.set_defaults(func=_compile_kubeflow)
+  return parser
+
+
+def main(argv=None):
+  args = build_parser().parse_args(argv)
+  args.func(args)
+
+
+if __name__ == "__main__":
+  main()

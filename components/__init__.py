@@ -1,0 +1,1 @@
+"""Our own TFX components: the typed CSV ExampleGen and the anomalies gate."""

@@ -1,0 +1,1 @@
+"""A CSV ExampleGen that types columns by the declared raw columns, not by guessing."""

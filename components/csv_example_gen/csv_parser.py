@@ -1,0 +1,109 @@
+"""Parses Taobao CSV rows into tf.Examples, refusing bad input with its place named.
+
+TFX's CsvExampleGen infers each column's type from the data, so an id column
+of digits becomes INT and a price column with one typo becomes STRING. Here
+the types are declared (`models.features.RAW_COLUMNS`) and a value that
+doesn't fit stops the run with file, line and field.
+"""
+
+import csv
+import io
+import math
+from typing import Iterator, Sequence, Tuple
+
+import tensorflow as tf
+
+from models import features as F
+
+
+class BadInputError(ValueError):
+  """Raised for input that would otherwise train a silently bad model."""
+
+
+def check_header(path: str, header: Sequence[str],
+                 columns: Sequence[Tuple[str, F.ColumnType]] = F.RAW_COLUMNS) -> None:
+  expected = [name for name, _ in columns]
+  missing = [c for c in expected if c not in header]
+  unexpected = [c for c in header if c not in expected]
+  if missing or unexpected or len(set(header)) != len(header):
+    problems = []
+    if missing:
+      problems.append(f"missing column(s) {missing}")
+    if unexpected:
+      problems.append(f"unknown column(s) {unexpected}")
+    if len(set(header)) != len(header):
+      problems.append("duplicate column names")
+    raise BadInputError(
+        f"Bad input in {path}, line 1 (header): {'; '.join(problems)}. "
+        f"Expected the columns {expected}")
+
+
+def _bad(path, line, field, message):
+  return BadInputError(f"Bad input in {path}, line {line}, field '{field}': {message}")
+
+
+def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[str],
+                   columns: Sequence[Tuple[str, F.ColumnType]] = F.RAW_COLUMNS
+                   ) -> tf.train.Example:
+  """One CSV record -> tf.Example; an empty cell is a missing feature."""
+  if len(row) != len(header):
+    raise BadInputError(
+        f"Bad input in {path}, line {line}: {len(row)} fields where the header has "
+        f"{len(header)} (a malformed row)")
+  cells = dict(zip(header, row))
+  example = tf.train.Example()
+  feature = example.features.feature
+  for name, column_type in columns:
+    value = cells[name].strip()
+    if name in F.LABELS:
+      if value not in ("0", "1"):
+        raise _bad(path, line, name, f"label must be 0 or 1, got {value!r}")
+      feature[name].int64_list.value.append(int(value))
+    elif not value:
+      continue
+    elif column_type is F.ColumnType.STRING:
+      feature[name].bytes_list.value.append(value.encode("utf-8"))
+    elif column_type is F.ColumnType.FLOAT:
+      try:
+        number = float(value)
+      except ValueError:
+        raise _bad(path, line, name, f"{value!r} is not a number") from None
+      if not math.isfinite(number) or number < 0:
+        raise _bad(path, line, name, f"{value!r} is not a finite non-negative number")
+      feature[name].float_list.value.append(number)
+    else:
+      try:
+        feature[name].int64_list.value.append(int(value))
+      except ValueError:
+        raise _bad(path, line, name, f"{value!r} is not an integer") from None
+  labels = {task: feature[label].int64_list.value[0] for task, label in F.TASKS.items()}
+  steps = list(F.TASKS.items())
+  for (prev_task, prev_label), (task, label) in zip(steps, steps[1:]):
+    if labels[task] > labels[prev_task]:
+      raise _bad(path, line, label,
+                 f"{label}=1 but {prev_label}=0: a funnel step can't happen without "
+                 f"the one before it")
+  return example
+
+
+def read_examples(path: str, text: io.TextIOBase) -> Iterator[tf.train.Example]:
+  """All records of one CSV file with a header."""
+  reader = csv.reader(text, strict=True)
+  try:
+    header = next(reader)
+  except StopIteration:
+    raise BadInputError(f"Bad input in {path}: the file is empty (a header is expected)") from None
+  except csv.Error as e:
+    raise BadInputError(f"Bad input in {path}, line 1 (header): {e}") from None
+  header = [h.strip() for h in header]
+  check_header(path, header)
+  while True:
+    try:
+      row = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise BadInputError(f"Bad input in {path}, line {reader.line_num}: {e}") from None
+    if not row:
+      continue
+    yield row_to_example(path, reader.line_num, header, row)

@@ -1,0 +1,1 @@
+"""Synthetic data in the layouts the pipeline reads."""

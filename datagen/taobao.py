@@ -1,0 +1,182 @@
+"""Synthetic Taobao display-ad impressions in EasyRec's `aitm_on_taobao` layout.
+
+Every row is one impression. Clicks and purchases are drawn from known
+probabilities that depend on structure a model can learn:
+
+* user-ad affinity: a dot product of latent user and ad vectors,
+* tag matches: the ad's category / brand appears in the user's tag lists,
+* price sensitivity: purchase odds fall with log(price), less so for users
+  with a high `pvalue_level` (spending power),
+* per-entity effects: ad quality, user activity and the placement (`pid`).
+
+`buy=1` only where `clk=1`. The base rates are solved for so that about 5% of
+impressions are clicked and about 0.5% bought. The true probabilities can be
+written beside the data, so a benchmark can compare a model with the oracle.
+"""
+
+import csv
+import dataclasses
+import os
+from typing import Optional
+
+import numpy as np
+
+# EasyRec's data_config.input_fields for aitm_on_taobao.config, in file order.
+COLUMNS = (
+    "clk", "buy", "pid", "adgroup_id", "cate_id", "campaign_id", "customer",
+    "brand", "user_id", "cms_segid", "cms_group_id", "final_gender_code",
+    "age_level", "pvalue_level", "shopping_level", "occupation",
+    "new_user_class_level", "tag_category_list", "tag_brand_list", "price",
+)
+PIDS = ("430548_1007", "430539_1007")
+LATENT_DIM = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+  click: float = 0.05
+  buy: float = 0.005
+
+
+def _solve_offset(logits: np.ndarray, target: float,
+                  weights: Optional[np.ndarray] = None) -> float:
+  """The b for which the (weighted) mean of sigmoid(logits + b) is target."""
+  lo, hi = -30.0, 30.0
+  for _ in range(60):
+    mid = (lo + hi) / 2
+    p = 1 / (1 + np.exp(-(logits + mid)))
+    mean = np.average(p, weights=weights)
+    lo, hi = (mid, hi) if mean < target else (lo, mid)
+  return (lo + hi) / 2
+
+
+def _tags(rng, scores: np.ndarray, max_len: int, empty_share: float):
+  """Per row of scores, up to max_len column ids drawn by softmax(scores)."""
+  out = []
+  probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+  probs /= probs.sum(axis=1, keepdims=True)
+  lengths = rng.integers(1, max_len + 1, size=len(scores))
+  lengths[rng.random(len(scores)) < empty_share] = 0
+  for row, n in zip(probs, lengths):
+    out.append(rng.choice(len(row), size=n, replace=False, p=row) if n else
+               np.empty(0, dtype=int))
+  return out
+
+
+def generate(rows: int, seed: int = 0, rates: Rates = Rates()):
+  """Returns (columns dict of per-row values, p_click, p_buy)."""
+  if rows <= 0:
+    raise ValueError(f"rows must be positive, got {rows}")
+  rng = np.random.default_rng(seed)
+  n_users = max(200, rows // 20)
+  n_ads = max(100, rows // 40)
+  n_campaigns = max(50, n_ads // 3)
+  n_customers = max(30, n_campaigns // 2)
+  n_brands = max(40, n_customers // 2)
+  n_cates = min(300, max(30, rows // 500))
+
+  # Ads: a hierarchy adgroup -> campaign -> customer -> brand, and a category.
+  cate_vec = rng.normal(size=(n_cates, LATENT_DIM))
+  ad_cate = rng.integers(0, n_cates, n_ads)
+  ad_campaign = rng.integers(0, n_campaigns, n_ads)
+  campaign_customer = rng.integers(0, n_customers, n_campaigns)
+  customer_brand = rng.integers(0, n_brands, n_customers)
+  ad_customer = campaign_customer[ad_campaign]
+  ad_brand = customer_brand[ad_customer]
+  ad_vec = cate_vec[ad_cate] + 0.5 * rng.normal(size=(n_ads, LATENT_DIM))
+  ad_quality = rng.normal(0, 0.5, n_ads)
+  ad_buy_quality = rng.normal(0, 0.6, n_ads)
+  ad_price = np.round(np.exp(rng.normal(4.0, 1.0, n_ads)), 2)
+  brand_vec = rng.normal(size=(n_brands, LATENT_DIM))
+
+  # Users: profile columns, latent taste, tag lists that follow the taste.
+  user_vec = rng.normal(size=(n_users, LATENT_DIM)) / np.sqrt(LATENT_DIM)
+  user_activity = rng.normal(0, 0.5, n_users)
+  segid = rng.integers(0, 98, n_users)
+  group = rng.integers(0, 13, n_users)
+  gender = rng.integers(1, 3, n_users)
+  age = rng.integers(0, 7, n_users)
+  pvalue = rng.integers(1, 4, n_users)
+  shopping = rng.integers(1, 4, n_users)
+  occupation = rng.integers(0, 2, n_users)
+  new_class = rng.integers(1, 5, n_users)
+  pvalue_missing = rng.random(n_users) < 0.3
+  new_class_missing = rng.random(n_users) < 0.2
+  user_cates = _tags(rng, 2.0 * user_vec @ cate_vec.T, 5, 0.1)
+  user_brands = _tags(rng, 2.0 * user_vec @ brand_vec.T, 4, 0.25)
+  cate_sets = [set(t.tolist()) for t in user_cates]
+  brand_sets = [set(t.tolist()) for t in user_brands]
+
+  # Impressions: popular users and ads are seen more often.
+  user = np.minimum(rng.zipf(1.3, rows) - 1, n_users - 1)
+  user = rng.permutation(n_users)[user]
+  ad = np.minimum(rng.zipf(1.2, rows) - 1, n_ads - 1)
+  ad = rng.permutation(n_ads)[ad]
+  pid = rng.integers(0, 2, rows)
+
+  affinity = np.sum(user_vec[user] * ad_vec[ad], axis=1)
+  cate_match = np.array([c in s for c, s in zip(ad_cate[ad], (cate_sets[u] for u in user))])
+  brand_match = np.array([b in s for b, s in zip(ad_brand[ad], (brand_sets[u] for u in user))])
+  click_logit = (1.5 * affinity + 1.0 * cate_match + 0.7 * brand_match
+                 + ad_quality[ad] + user_activity[user] + 0.4 * pid)
+  click_logit += _solve_offset(click_logit, rates.click)
+  p_click = 1 / (1 + np.exp(-click_logit))
+
+  price_sensitivity = np.array([0.0, 0.9, 0.6, 0.3])[pvalue[user]]
+  log_price = np.log1p(ad_price[ad])
+  buy_logit = (1.0 * affinity + 1.0 * brand_match + 0.4 * (shopping[user] - 2)
+               - price_sensitivity * (log_price - 4.0) + ad_buy_quality[ad])
+  buy_logit += _solve_offset(buy_logit, rates.buy / rates.click, weights=p_click)
+  p_buy_given_click = 1 / (1 + np.exp(-buy_logit))
+  p_buy = p_click * p_buy_given_click
+
+  clk = (rng.random(rows) < p_click).astype(int)
+  buy = clk * (rng.random(rows) < p_buy_given_click).astype(int)
+
+  def ids(prefix_offset, values):
+    return [str(prefix_offset + int(v)) for v in values]
+
+  def maybe(values, missing):
+    return ["" if m else str(int(v)) for v, m in zip(values, missing)]
+
+  cols = {
+      "clk": clk.tolist(),
+      "buy": buy.tolist(),
+      "pid": [PIDS[p] for p in pid],
+      "adgroup_id": ids(100000, ad),
+      "cate_id": ids(1000, ad_cate[ad]),
+      "campaign_id": ids(300000, ad_campaign[ad]),
+      "customer": ids(500000, ad_customer[ad]),
+      "brand": ids(700000, ad_brand[ad]),
+      "user_id": ids(1000000, user),
+      "cms_segid": [str(v) for v in segid[user]],
+      "cms_group_id": [str(v) for v in group[user]],
+      "final_gender_code": [str(v) for v in gender[user]],
+      "age_level": [str(v) for v in age[user]],
+      "pvalue_level": maybe(pvalue[user], pvalue_missing[user]),
+      "shopping_level": [str(v) for v in shopping[user]],
+      "occupation": [str(v) for v in occupation[user]],
+      "new_user_class_level": maybe(new_class[user], new_class_missing[user]),
+      "tag_category_list": ["|".join(str(1000 + c) for c in user_cates[u]) for u in user],
+      "tag_brand_list": ["|".join(str(700000 + b) for b in user_brands[u]) for u in user],
+      "price": [f"{p:g}" for p in ad_price[ad]],
+  }
+  return cols, p_click, p_buy
+
+
+def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
+              truth_path: Optional[str] = None,
+              file_name: str = "data.csv") -> str:
+  """Writes `out_dir/file_name` with a header; optionally the true probabilities."""
+  cols, p_click, p_buy = generate(rows, seed, rates)
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, file_name)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(COLUMNS)
+    writer.writerows(zip(*(cols[c] for c in COLUMNS)))
+  if truth_path:
+    os.makedirs(os.path.dirname(os.path.abspath(truth_path)), exist_ok=True)
+    np.savetxt(truth_path, np.stack([p_click, p_buy], axis=1), delimiter=",",
+               header="p_click,p_buy", comments="", fmt="%.6g")
+  return path

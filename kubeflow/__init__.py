@@ -1,0 +1,1 @@
+"""Deploying the same pipeline on Kubeflow Pipelines (KubeflowV2DagRunner)."""

@@ -1,0 +1,80 @@
+"""The Adaptive Information Transfer (AIT) module of AITM.
+
+Xi et al., "Modeling the Sequential Dependence among Audience Multi-step
+Conversions with Multi-task Learning in Targeted Display Advertising",
+KDD 2021. For task t with tower output q_t and the preceding task's
+representation z_{t-1}:
+
+    p_{t-1} = g(z_{t-1})                                  (transfer MLP)
+    w_u     = softmax_u( <h1(u), h2(u)> / sqrt(k) ),  u in {p_{t-1}, q_t}
+    z_t     = sum_u w_u h3(u)
+
+h1, h2, h3 are linear projections to k = `project_dim` (default: q_t's width).
+"""
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from models.layers.mlp import MLP
+
+
+@tf.keras.utils.register_keras_serializable(package="aitm")
+class AITMTower(tf.keras.layers.Layer):
+  """Inputs `[q_t [batch, d], z_prev_1 [batch, d1], ...]` -> z_t `[batch, project_dim]`.
+
+  The first input is the current task's tower, the later ones the preceding
+  tasks' representations (EasyRec's input order). Each preceding input goes
+  through the shared transfer MLP, whose last width must equal d. With
+  `stop_gradient` (EasyRec's default) the current task's loss does not train
+  the preceding towers through the transfer.
+  """
+
+  def __init__(self, transfer_units: Sequence[int], project_dim: Optional[int] = None,
+               stop_gradient: bool = True, use_bn: bool = True, l2_reg: float = 0.0,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.transfer_units = [int(u) for u in transfer_units]
+    self.project_dim = project_dim
+    self.stop_gradient = stop_gradient
+    self.use_bn = use_bn
+    self.l2_reg = l2_reg
+    self.transfer_mlp = MLP(self.transfer_units, use_bn=use_bn, l2_reg=l2_reg,
+                            name="transfer_mlp")
+
+  def build(self, input_shape):
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) < 2:
+      raise ValueError(
+          "AITMTower takes a list [current_tower, preceding_tower, ...] of at least "
+          f"two inputs. Got {input_shape}")
+    dim = int(input_shape[0][-1])
+    if self.transfer_units[-1] != dim:
+      raise ValueError(
+          f"the transfer MLP's last width ({self.transfer_units[-1]}) must equal the "
+          f"current tower's width ({dim}) so the two can be attended over together")
+    k = self.project_dim or dim
+    reg = tf.keras.regularizers.l2(self.l2_reg) if self.l2_reg else None
+    self.h1, self.h2, self.h3 = (
+        tf.keras.layers.Dense(k, use_bias=False, kernel_regularizer=reg, name=n)
+        for n in ("h1", "h2", "h3"))
+    self._scale = float(k) ** 0.5
+    super().build(input_shape)
+
+  def call(self, inputs, training=None):
+    current, preceding = inputs[0], inputs[1:]
+    items = [current]
+    for z in preceding:
+      p = self.transfer_mlp(z, training=training)
+      items.append(tf.stop_gradient(p) if self.stop_gradient else p)
+    # [batch, n_items, d] -> attention weights over the items, per example.
+    stacked = tf.stack(items, axis=1)
+    logits = tf.reduce_sum(self.h1(stacked) * self.h2(stacked), axis=-1) / self._scale
+    weights = tf.nn.softmax(logits, axis=1)                       # [batch, n_items]
+    return tf.reduce_sum(weights[..., None] * self.h3(stacked), axis=1)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(transfer_units=self.transfer_units, project_dim=self.project_dim,
+                  stop_gradient=self.stop_gradient, use_bn=self.use_bn,
+                  l2_reg=self.l2_reg)
+    return config

@@ -1,0 +1,1 @@
+"""The TFX pipeline graph and its runners."""

@@ -1,0 +1,21 @@
+"""Defaults of a pipeline run; every one can be overridden by `aitm run` options."""
+
+import os
+
+PIPELINE_NAME = "aitm"
+MODEL_NAME = "aitm"
+RUNS_DIR = "runs"
+DEFAULT_DATA_DIR = os.path.join(RUNS_DIR, "data")
+DEFAULT_PIPELINE_ROOT = os.path.join(RUNS_DIR, "pipeline")
+DEFAULT_SERVING_DIR = os.path.join(RUNS_DIR, "serving")
+# Rows of generated data when `aitm run` gets no --data: a few minutes on 2 cores.
+DEFAULT_ROWS = 50_000
+DEFAULT_SEED = 7
+
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "schemas", "taobao_raw.pbtxt")
+# ExampleGen's hash split of the input: 4 parts train, 1 part eval.
+TRAIN_BUCKETS, EVAL_BUCKETS = 4, 1
+# In-process Beam: no Prism/portable runner, nothing downloaded at run time.
+BEAM_PIPELINE_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
+                      "--direct_num_workers=1")

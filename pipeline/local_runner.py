@@ -1,0 +1,105 @@
+"""Runs the pipeline in-process with LocalDagRunner and SQLite ML Metadata."""
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, Optional
+
+from tfx import v1 as tfx
+
+from models.eval_config import DEFAULT_MIN_AUC
+from pipeline import configs
+from pipeline.pipeline import create_pipeline
+from pipeline.run_summary import RunSummary, summarize
+
+
+def metadata_path(pipeline_root: str) -> str:
+  return os.path.join(pipeline_root, "metadata.sqlite")
+
+
+class _ComponentProgress(logging.Handler):
+  """Turns LocalDagRunner's log lines into one progress line per component."""
+
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self.started = {}
+
+  def emit(self, record):
+    message = record.getMessage()
+    if message.startswith("Component ") and message.endswith(" is running."):
+      node = message[len("Component "):-len(" is running.")]
+      self.started[node] = time.time()
+      print(f"[{time.strftime('%H:%M:%S')}] {node} ...", flush=True)
+    elif message.startswith("Component ") and message.endswith(" is finished."):
+      node = message[len("Component "):-len(" is finished.")]
+      took = time.time() - self.started.get(node, time.time())
+      print(f"[{time.strftime('%H:%M:%S')}] {node} done ({took:.0f}s)", flush=True)
+    elif message.startswith("A cached execution"):
+      print("           (reused from the cache)", flush=True)
+
+
+@contextlib.contextmanager
+def _own_argv_only():
+  """TFX's Beam executors parse sys.argv as absl flags (tfx base_beam_executor),
+  so the caller's flags (pytest -v, aitm --data) must not reach them."""
+  saved = sys.argv
+  sys.argv = saved[:1]
+  try:
+    yield
+  finally:
+    sys.argv = saved
+
+
+@contextlib.contextmanager
+def component_progress():
+  """Shows component progress; hides the rest of TFX's INFO logging meanwhile."""
+  absl_logger = logging.getLogger("absl")
+  handler = _ComponentProgress()
+  old_level = absl_logger.level
+  quiet = []
+  for existing in logging.getLogger().handlers + absl_logger.handlers:
+    quiet.append((existing, existing.level))
+    existing.setLevel(max(existing.level, logging.WARNING))
+  absl_logger.setLevel(logging.INFO)
+  absl_logger.addHandler(handler)
+  # Components call absl.logging.set_verbosity(WARNING) mid-run, which would
+  # silence the runner's lines too; hold the level while the pipeline runs.
+  absl_logger.setLevel = lambda level: None
+  try:
+    yield
+  finally:
+    del absl_logger.setLevel
+    absl_logger.removeHandler(handler)
+    absl_logger.setLevel(old_level)
+    for existing, level in quiet:
+      existing.setLevel(level)
+
+
+def run_local(
+    *,
+    data_root: str,
+    pipeline_root: str = configs.DEFAULT_PIPELINE_ROOT,
+    serving_dir: str = configs.DEFAULT_SERVING_DIR,
+    model_name: str = configs.MODEL_NAME,
+    training: Optional[Dict[str, Any]] = None,
+    min_auc: Dict[str, float] = DEFAULT_MIN_AUC,
+    enable_cache: bool = True,
+) -> RunSummary:
+  """Runs the whole pipeline; raises on failure (nothing is pushed then)."""
+  pipeline_root = os.path.abspath(pipeline_root)
+  os.makedirs(pipeline_root, exist_ok=True)
+  pipeline = create_pipeline(
+      pipeline_root=pipeline_root,
+      data_root=os.path.abspath(data_root),
+      serving_dir=os.path.abspath(serving_dir),
+      model_name=model_name,
+      training=training,
+      min_auc=min_auc,
+      enable_cache=enable_cache,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          metadata_path(pipeline_root)))
+  with component_progress(), _own_argv_only():
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  return summarize(metadata_path(pipeline_root))

@@ -1,0 +1,83 @@
+"""Bad input is refused with file, line and field named; good rows are typed by declaration."""
+
+import io
+
+import pytest
+
+from components.csv_example_gen.csv_parser import BadInputError, read_examples
+from models import features as F
+
+HEADER = ",".join(name for name, _ in F.RAW_COLUMNS)
+GOOD = "1,0,430548_1007,100001,1001,300001,500001,700001,1000001,5,2,1,3,,2,0,3,1001|1002,,19.9"
+
+
+def _parse(*lines, path="day1.csv"):
+  return list(read_examples(path, io.StringIO("\n".join(lines) + "\n")))
+
+
+def _replace(line, column, value):
+  cells = line.split(",")
+  cells[[n for n, _ in F.RAW_COLUMNS].index(column)] = value
+  return ",".join(cells)
+
+
+def test_good_row_is_typed_by_declaration():
+  (example,) = _parse(HEADER, GOOD)
+  feature = example.features.feature
+  assert feature["user_id"].bytes_list.value == [b"1000001"]  # digits, still a string id
+  assert feature["price"].float_list.value[0] == pytest.approx(19.9)
+  assert feature["clk"].int64_list.value == [1]
+  assert feature["tag_category_list"].bytes_list.value == [b"1001|1002"]
+  assert "pvalue_level" not in feature and "tag_brand_list" not in feature  # empty = missing
+
+
+def test_header_may_list_columns_in_any_order():
+  names = [n for n, _ in F.RAW_COLUMNS]
+  cells = GOOD.split(",")
+  order = list(reversed(range(len(names))))
+  (example,) = _parse(",".join(names[i] for i in order), ",".join(cells[i] for i in order))
+  assert example.features.feature["user_id"].bytes_list.value == [b"1000001"]
+
+
+def test_malformed_row_names_file_and_line():
+  with pytest.raises(BadInputError, match=r"day1\.csv, line 3: 19 fields where the header has 20"):
+    _parse(HEADER, GOOD, GOOD.rsplit(",", 1)[0])
+
+
+def test_missing_column_names_the_column():
+  names = [n for n, _ in F.RAW_COLUMNS if n != "price"]
+  with pytest.raises(BadInputError, match=r"day1\.csv, line 1 \(header\): missing column\(s\) \['price'\]"):
+    _parse(",".join(names), GOOD.rsplit(",", 1)[0])
+
+
+def test_non_numeric_price_names_field():
+  with pytest.raises(BadInputError, match=r"day1\.csv, line 2, field 'price': 'cheap' is not a number"):
+    _parse(HEADER, _replace(GOOD, "price", "cheap"))
+
+
+@pytest.mark.parametrize("value", ["nan", "-3", "inf"])
+def test_impossible_price_is_refused(value):
+  with pytest.raises(BadInputError, match="field 'price'"):
+    _parse(HEADER, _replace(GOOD, "price", value))
+
+
+def test_buy_without_click_names_field():
+  row = _replace(_replace(GOOD, "clk", "0"), "buy", "1")
+  with pytest.raises(BadInputError, match=r"line 3, field 'buy': buy=1 but clk=0"):
+    _parse(HEADER, GOOD, row)
+
+
+@pytest.mark.parametrize("value", ["", "2", "yes"])
+def test_label_must_be_zero_or_one(value):
+  with pytest.raises(BadInputError, match="field 'clk': label must be 0 or 1"):
+    _parse(HEADER, _replace(GOOD, "clk", value))
+
+
+def test_unbalanced_quote_is_a_clear_error():
+  with pytest.raises(BadInputError, match=r"day1\.csv"):
+    _parse(HEADER, GOOD.replace("430548_1007", '"430548_1007'))
+
+
+def test_empty_file():
+  with pytest.raises(BadInputError, match="the file is empty"):
+    list(read_examples("empty.csv", io.StringIO("")))

@@ -1,0 +1,70 @@
+import csv
+
+import numpy as np
+import pytest
+
+from datagen import taobao
+from models import features as F
+
+
+def _auc(labels, scores):
+  labels = np.asarray(labels)
+  ranks = np.argsort(np.argsort(scores)) + 1
+  pos = labels.sum()
+  return (ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * (len(labels) - pos))
+
+
+@pytest.fixture(scope="module")
+def generated():
+  return taobao.generate(100_000, seed=3)
+
+
+def test_columns_are_easyrec_taobao_order(tmp_path):
+  path = taobao.write_csv(str(tmp_path), 50, seed=1)
+  with open(path) as f:
+    header = next(csv.reader(f))
+  assert header == [name for name, _ in F.RAW_COLUMNS]
+  assert tuple(header) == taobao.COLUMNS
+
+
+def test_rates_are_realistic(generated):
+  cols, p_click, p_buy = generated
+  assert 0.04 < np.mean(cols["clk"]) < 0.06
+  assert 0.0035 < np.mean(cols["buy"]) < 0.0065
+  assert abs(p_click.mean() - 0.05) < 1e-3 and abs(p_buy.mean() - 0.005) < 1e-4
+
+
+def test_buy_implies_click(generated):
+  cols, _, p_buy = generated
+  clk, buy = np.array(cols["clk"]), np.array(cols["buy"])
+  assert buy.sum() > 0
+  assert np.all(clk[buy == 1] == 1)
+
+
+def test_labels_carry_learnable_signal(generated):
+  cols, p_click, p_buy = generated
+  assert _auc(cols["clk"], p_click) > 0.75
+  assert _auc(cols["buy"], p_buy) > 0.8
+
+
+def test_ids_look_numeric_tags_split_and_values_go_missing(generated):
+  cols, _, _ = generated
+  assert all(v.isdigit() for v in cols["user_id"][:100])
+  assert any("|" in v for v in cols["tag_category_list"])
+  assert "" in cols["pvalue_level"] and "" in cols["tag_brand_list"]
+  assert all(float(p) > 0 for p in cols["price"][:100])
+
+
+def test_same_seed_same_data():
+  a, _, _ = taobao.generate(500, seed=5)
+  b, _, _ = taobao.generate(500, seed=5)
+  c, _, _ = taobao.generate(500, seed=6)
+  assert a == b and a != c
+
+
+def test_truth_file(tmp_path):
+  truth = tmp_path / "truth.csv"
+  taobao.write_csv(str(tmp_path / "data"), 100, seed=1, truth_path=str(truth))
+  values = np.loadtxt(truth, delimiter=",", skiprows=1)
+  assert values.shape == (100, 2)
+  assert np.all(values[:, 1] <= values[:, 0])

@@ -1,0 +1,132 @@
+"""The whole LocalDagRunner pipeline on generated data, run once per session (conftest)."""
+
+import csv
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import features as F
+
+pytestmark = pytest.mark.e2e
+
+COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
+              "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher"]
+
+
+@pytest.fixture(scope="module")
+def pushed_model(pipeline_run):
+  return tf.saved_model.load(pipeline_run.first.pushed_dir)
+
+
+@pytest.fixture(scope="module")
+def eval_rows(pipeline_run):
+  with open(os.path.join(pipeline_run.data_dir, "data.csv")) as f:
+    return list(csv.DictReader(f))[:300]
+
+
+def _example(row):
+  example = tf.train.Example()
+  for name, column_type in F.RAW_COLUMNS:
+    if name in F.LABELS or row[name] == "":
+      continue  # labels aren't needed to serve; empty = missing
+    if column_type is F.ColumnType.FLOAT:
+      example.features.feature[name].float_list.value.append(float(row[name]))
+    else:
+      example.features.feature[name].bytes_list.value.append(row[name].encode())
+  return example.SerializeToString()
+
+
+def _raw_tensors(rows):
+  out = {}
+  for name, column_type in F.RAW_COLUMNS:
+    if name in F.LABELS:
+      continue
+    if column_type is F.ColumnType.FLOAT:
+      out[name] = tf.constant([float(r[name]) if r[name] else float("nan") for r in rows],
+                              tf.float32)
+    else:
+      out[name] = tf.constant([r[name] for r in rows])
+  return out
+
+
+def test_every_component_ran(pipeline_run):
+  assert list(pipeline_run.first.component_states) == COMPONENTS
+  assert set(pipeline_run.first.component_states.values()) == {"COMPLETE"}
+
+
+def test_rows_read_and_split(pipeline_run):
+  rows = pipeline_run.first.rows
+  assert rows["train"] + rows["eval"] == 20_000
+  assert 0.15 < rows["eval"] / 20_000 < 0.25
+
+
+def test_eval_auc_beats_chance_clearly(pipeline_run):
+  auc = pipeline_run.first.auc
+  assert auc["ctr"] > 0.62, auc
+  assert auc["cvr"] > 0.65, auc
+
+
+def test_blessed_and_pushed_to_serving_layout(pipeline_run):
+  summary = pipeline_run.first
+  assert summary.blessed is True
+  model_dir = os.path.join(pipeline_run.serving_dir, "aitm")
+  versions = os.listdir(model_dir)
+  assert len(versions) == 1 and versions[0].isdigit()
+  assert os.path.normpath(summary.pushed_dir) == os.path.join(model_dir, versions[0])
+  assert os.path.exists(os.path.join(summary.pushed_dir, "saved_model.pb"))
+
+
+def test_example_gen_keeps_ids_as_strings(pipeline_run):
+  files = glob.glob(os.path.join(pipeline_run.pipeline_root, "FileBasedExampleGen",
+                                 "examples", "*", "Split-train", "*.gz"))
+  record = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP")))
+  feature = tf.train.Example.FromString(record.numpy()).features.feature
+  assert feature["user_id"].bytes_list.value[0].isdigit()
+  assert feature["adgroup_id"].bytes_list.value
+  assert feature["price"].float_list.value
+  assert feature["clk"].int64_list.value
+
+
+def test_signatures_contract(pushed_model):
+  default = pushed_model.signatures["serving_default"]
+  _, inputs = default.structured_input_signature
+  assert list(inputs) == ["examples"]
+  assert inputs["examples"].dtype == tf.string and inputs["examples"].shape.as_list() == [None]
+  assert set(default.structured_outputs) == set(F.TASKS)
+  _, raw_inputs = pushed_model.signatures["serving_raw"].structured_input_signature
+  assert set(raw_inputs) == set(F.FEATURE_COLUMNS)
+  assert raw_inputs["price"].dtype == tf.float32 and raw_inputs["user_id"].dtype == tf.string
+
+
+def test_both_signatures_agree_and_give_probabilities(pushed_model, eval_rows):
+  from_examples = pushed_model.signatures["serving_default"](
+      examples=tf.constant([_example(r) for r in eval_rows]))
+  from_raw = pushed_model.signatures["serving_raw"](**_raw_tensors(eval_rows))
+  for task in F.TASKS:
+    a, b = from_examples[task].numpy(), from_raw[task].numpy()
+    assert a.shape == (len(eval_rows),) and a.dtype == np.float32
+    assert np.all((a >= 0) & (a <= 1))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  # The calibrator keeps P(buy) below P(click) almost everywhere.
+  assert np.mean(from_examples["cvr"].numpy() <= from_examples["ctr"].numpy()) > 0.95
+
+
+def test_missing_fields_are_allowed_at_serving(pushed_model):
+  only_pid = tf.train.Example()
+  only_pid.features.feature["pid"].bytes_list.value.append(b"430548_1007")
+  out = pushed_model.signatures["serving_default"](
+      examples=tf.constant([only_pid.SerializeToString(), b""]))
+  for task in F.TASKS:
+    values = out[task].numpy()
+    assert values.shape == (2,) and np.all(np.isfinite(values))
+
+
+def test_second_run_is_served_from_the_cache(pipeline_run):
+  states = pipeline_run.second.component_states
+  assert list(states) == COMPONENTS
+  assert set(states.values()) == {"CACHED"}, states
+  assert pipeline_run.second.auc == pipeline_run.first.auc
+  assert len(os.listdir(os.path.join(pipeline_run.serving_dir, "aitm"))) == 1
