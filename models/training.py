@@ -11,7 +11,7 @@ TARGET_STEPS = 4000
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """Trainer custom_config. None means: size it from the number of train rows."""
-  learning_rate: float = 1e-3
+  learning_rate: float = 3e-4
   batch_size: Optional[int] = None
   max_epochs: Optional[int] = None
   patience: int = 2
