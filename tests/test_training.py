@@ -9,7 +9,7 @@ def test_small_data_gets_small_batches_and_more_epochs():
   assert small.batch_size == 256 and large.batch_size == 4096
   assert small.max_epochs > large.max_epochs
   assert small.max_epochs == 30  # the cap: 63 steps an epoch would want 64 epochs
-  assert large.max_epochs * (1_600_000 // large.batch_size) >= TARGET_STEPS
+  assert large.max_epochs * -(-2_000_000 // large.batch_size) >= TARGET_STEPS
 
 
 def test_explicit_settings_win():
