@@ -18,6 +18,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@echo "creating $(VENV) with $(PYTHON310) (first use: about 5 minutes)"
 	rm -rf $(VENV)
 	"$(PYTHON310)" -m venv $(VENV)
+	# wheel and setuptools first, so source packages build as wheels, not setup.py install
+	$(VENV)/bin/pip install --quiet --no-deps $$(grep -E '^(wheel|setuptools)==' requirements.lock)
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)

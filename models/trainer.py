@@ -35,6 +35,19 @@ def count_records(file_patterns) -> int:
   return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
+class MeanTaskAUC(tf.keras.callbacks.Callback):
+  """Adds `val_mean_auc`, the mean over tasks of the eval AUC, to the epoch logs.
+
+  Early stopping watches it rather than the eval loss: with ID embeddings the
+  loss (calibration) starts to worsen an epoch or two before the ranking does,
+  and ranking is what the Evaluator gates on.
+  """
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["val_mean_auc"] = sum(logs[f"val_{task}_auc"] for task in F.TASKS) / len(F.TASKS)
+
+
 class ProgressLogger(tf.keras.callbacks.Callback):
   """Prints epoch, step, loss and examples/s while training."""
 
@@ -66,7 +79,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
   config = TrainingConfig.from_dict(fn_args.custom_config).sized_for(train_rows)
   steps_per_epoch = -(-train_rows // config.batch_size)
   print(f"  [Trainer] {train_rows:,} train rows, batch {config.batch_size}, "
-        f"up to {config.max_epochs} epochs, early stopping on eval loss", flush=True)
+        f"up to {config.max_epochs} epochs, early stopping on mean eval AUC", flush=True)
 
   train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                    config.batch_size, True, config.shuffle_buffer)
@@ -82,7 +95,9 @@ def run_fn(fn_args: tfx.components.FnArgs):
   model.fit(
       train, validation_data=evaluation, epochs=config.max_epochs, verbose=0,
       callbacks=[
-          tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+          MeanTaskAUC(),
+          tf.keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max",
+                                           patience=config.patience,
                                            restore_best_weights=True),
           tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
           ProgressLogger(config.batch_size, steps_per_epoch, config.log_every_steps),

@@ -64,8 +64,11 @@ class AITMTower(tf.keras.layers.Layer):
     current, preceding = inputs[0], inputs[1:]
     items = [current]
     for z in preceding:
-      p = self.transfer_mlp(z, training=training)
-      items.append(tf.stop_gradient(p) if self.stop_gradient else p)
+      # Stop before the transfer MLP: it still learns, the preceding tower doesn't
+      # learn from this task's loss.
+      if self.stop_gradient:
+        z = tf.stop_gradient(z)
+      items.append(self.transfer_mlp(z, training=training))
     # [batch, n_items, d] -> attention weights over the items, per example.
     stacked = tf.stack(items, axis=1)
     logits = tf.reduce_sum(self.h1(stacked) * self.h2(stacked), axis=-1) / self._scale
