@@ -65,7 +65,7 @@ def test_rows_read_and_split(pipeline_run):
 
 def test_eval_auc_beats_chance_clearly(pipeline_run):
   auc = pipeline_run.first.auc
-  assert auc["ctr"] > 0.62, auc
+  assert auc["ctr"] > 0.6, auc
   assert auc["cvr"] > 0.65, auc
 
 
