@@ -62,6 +62,10 @@ def component_progress():
   for existing in logging.getLogger().handlers + absl_logger.handlers:
     quiet.append((existing, existing.level))
     existing.setLevel(max(existing.level, logging.WARNING))
+  # TensorFlow's deprecation notices from inside TFX/TFMA bury the progress lines.
+  tf_logger = logging.getLogger("tensorflow")
+  old_tf_level = tf_logger.level
+  tf_logger.setLevel(logging.ERROR)
   absl_logger.setLevel(logging.INFO)
   absl_logger.addHandler(handler)
   # Components call absl.logging.set_verbosity(WARNING) mid-run, which would
@@ -73,6 +77,7 @@ def component_progress():
     del absl_logger.setLevel
     absl_logger.removeHandler(handler)
     absl_logger.setLevel(old_level)
+    tf_logger.setLevel(old_tf_level)
     for existing, level in quiet:
       existing.setLevel(level)
 
