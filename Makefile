@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 # Python 3.10: $PYTHON310, python3.10 on PATH, or any pyenv 3.10.x (the pyenv
 # shim alone fails unless PYENV_VERSION is set, so it is checked by running it).
-PYTHON310 ?= $(shell for p in python3.10 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null) /usr/bin/python3.10 /usr/local/bin/python3.10; do \
+PYTHON310 ?= $(shell for p in python3.10 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 \
+  $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10.*/bin/python3.10 2>/dev/null) /usr/bin/python3.10 /usr/local/bin/python3.10; do \
   "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
-.PHONY: demo test venv lock clean
+.PHONY: demo test venv lock clean which-python
+
+which-python:
+	@echo "$(PYTHON310)"
 
 venv: $(STAMP)
 
