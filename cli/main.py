@@ -45,11 +45,16 @@ def _run(args):
   from pipeline.local_runner import run_local
 
   training = _training_settings(args)
-  TrainingConfig.from_dict(training)  # refuse bad settings before any work
+  try:
+    TrainingConfig.from_dict(training)  # refuse bad settings before any work
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   data = args.data
   if data is None:
     data = configs.DEFAULT_DATA_DIR
-    if not os.path.exists(os.path.join(data, "data.csv")):
+    if os.path.exists(os.path.join(data, "data.csv")):
+      print(f"no --data given: using {data}/data.csv, generated earlier (delete it to regenerate)")
+    else:
       print(f"no --data given: generating {args.rows:,} rows into {data}")
       taobao.write_csv(data, args.rows, configs.DEFAULT_SEED)
   elif not os.path.isdir(data):
