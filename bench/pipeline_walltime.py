@@ -20,19 +20,6 @@ import warnings  # noqa: E402
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def component_seconds(metadata_path):
-  from ml_metadata.metadata_store import metadata_store
-  from ml_metadata.proto import metadata_store_pb2
-  from pipeline.run_summary import _latest_run, _node_id
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  store = metadata_store.MetadataStore(config)
-  executions = store.get_executions_by_context(_latest_run(store).id)
-  return [(_node_id(store, e),
-           (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
-          for e in sorted(executions, key=lambda e: e.id)]
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--rows", type=int, default=100_000)
@@ -40,7 +27,7 @@ def main():
   args = parser.parse_args()
 
   from datagen import taobao
-  from pipeline.local_runner import metadata_path, run_local
+  from pipeline.local_runner import run_local
 
   work = tempfile.mkdtemp(prefix="aitm-bench-")
   start = time.time()
@@ -57,7 +44,7 @@ def main():
   print(f"| {'step':<22} | {'seconds':>8} |")
   print(f"|{'-' * 24}|{'-' * 10}|")
   print(f"| {'generate data':<22} | {generated:8.1f} |")
-  for node, seconds in component_seconds(metadata_path(os.path.join(work, "pipeline"))):
+  for node, seconds in summary.component_seconds.items():
     print(f"| {node:<22} | {seconds:8.1f} |")
   print(f"| {'pipeline total':<22} | {total:8.1f} |")
   print("\n" + summary.table())

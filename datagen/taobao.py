@@ -21,13 +21,10 @@ from typing import Optional
 
 import numpy as np
 
+from models.features import RAW_COLUMNS
+
 # EasyRec's data_config.input_fields for aitm_on_taobao.config, in file order.
-COLUMNS = (
-    "clk", "buy", "pid", "adgroup_id", "cate_id", "campaign_id", "customer",
-    "brand", "user_id", "cms_segid", "cms_group_id", "final_gender_code",
-    "age_level", "pvalue_level", "shopping_level", "occupation",
-    "new_user_class_level", "tag_category_list", "tag_brand_list", "price",
-)
+COLUMNS = tuple(name for name, _ in RAW_COLUMNS)
 PIDS = ("430548_1007", "430539_1007")
 LATENT_DIM = 4
 

@@ -16,6 +16,7 @@ _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 class RunSummary:
   run_id: str
   component_states: Dict[str, str]          # node id -> COMPLETE / CACHED / FAILED ...
+  component_seconds: Dict[str, float]        # node id -> wall time recorded in MLMD
   rows: Dict[str, int]                       # split -> examples
   auc: Dict[str, float]                      # task -> overall eval AUC
   blessed: Optional[bool]
@@ -38,18 +39,20 @@ def _latest_run(store):
   return max(runs, key=lambda c: c.id)
 
 
-def _node_id(store, execution) -> str:
-  """The component id ('StatisticsGen') from the execution's TFX node context."""
-  node_type = store.get_context_types_by_id
-  for context in store.get_contexts_by_execution(execution.id):
-    if node_type([context.type_id])[0].name == "node":
-      return context.name.split(".", 1)[-1]
-  return str(execution.id)
+def _node_ids(store, executions) -> Dict[int, str]:
+  """execution id -> component id ('StatisticsGen'), from TFX's node contexts."""
+  node_type = store.get_context_type("node").id
+  found = {}
+  for execution in executions:
+    names = [c.name for c in store.get_contexts_by_execution(execution.id)
+             if c.type_id == node_type]
+    found[execution.id] = names[0].split(".", 1)[-1] if names else str(execution.id)
+  return found
 
 
-def _outputs(store, executions) -> Dict[Tuple[str, str], List[metadata_store_pb2.Artifact]]:
+def _outputs(store, node_of: Dict[int, str]
+             ) -> Dict[Tuple[str, str], List[metadata_store_pb2.Artifact]]:
   """(node id, artifact type) -> output artifacts, cached ones included."""
-  node_of = {e.id: _node_id(store, e) for e in executions}
   events = store.get_events_by_execution_ids(list(node_of))
   producer = {e.artifact_id: node_of[e.execution_id] for e in events
               if e.type == metadata_store_pb2.Event.OUTPUT}
@@ -76,11 +79,15 @@ def summarize(metadata_path: str) -> RunSummary:
   store = metadata_store.MetadataStore(config)
   run = _latest_run(store)
   executions = store.get_executions_by_context(run.id)
-  states = {}
+  node_of = _node_ids(store, executions)
+  states, seconds = {}, {}
   for execution in sorted(executions, key=lambda e: e.id):
-    states[_node_id(store, execution)] = _STATE_NAMES.get(
-        execution.last_known_state, str(execution.last_known_state))
-  outputs = _outputs(store, executions)
+    node = node_of[execution.id]
+    states[node] = _STATE_NAMES.get(execution.last_known_state,
+                                    str(execution.last_known_state))
+    seconds[node] = (execution.last_update_time_since_epoch
+                     - execution.create_time_since_epoch) / 1000
+  outputs = _outputs(store, node_of)
 
   rows = {}
   for stats in outputs.get(("StatisticsGen", "ExampleStatistics"), [])[-1:]:
@@ -100,7 +107,7 @@ def summarize(metadata_path: str) -> RunSummary:
   for pushed in outputs.get(("Pusher", "PushedModel"), [])[-1:]:
     if _custom(pushed, "pushed"):
       pushed_dir = _custom(pushed, "pushed_destination")
-  return RunSummary(run.name, states, rows, auc, blessed, pushed_dir, evaluation_uri)
+  return RunSummary(run.name, states, seconds, rows, auc, blessed, pushed_dir, evaluation_uri)
 
 
 def overall_auc(evaluation_uri: str) -> Dict[str, float]:

@@ -25,6 +25,10 @@ def test_columns_are_easyrec_taobao_order(tmp_path):
     header = next(csv.reader(f))
   assert header == [name for name, _ in F.RAW_COLUMNS]
   assert tuple(header) == taobao.COLUMNS
+  assert ",".join(header) == (  # EasyRec aitm_on_taobao.config input_fields
+      "clk,buy,pid,adgroup_id,cate_id,campaign_id,customer,brand,user_id,cms_segid,"
+      "cms_group_id,final_gender_code,age_level,pvalue_level,shopping_level,occupation,"
+      "new_user_class_level,tag_category_list,tag_brand_list,price")
 
 
 def test_rates_are_realistic(generated):
