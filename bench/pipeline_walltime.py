@@ -24,9 +24,12 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--rows", type=int, default=100_000)
   parser.add_argument("--seed", type=int, default=7)
+  parser.add_argument("--config", help="EasyRec config (default: the project's default)")
   args = parser.parse_args()
 
   from datagen import taobao
+  from models.config import load_config
+  from pipeline import configs
   from pipeline.local_runner import run_local
 
   work = tempfile.mkdtemp(prefix="aitm-bench-")
@@ -34,7 +37,8 @@ def main():
   taobao.write_csv(os.path.join(work, "data"), args.rows, args.seed)
   generated = time.time() - start
   start = time.time()
-  summary = run_local(data_root=os.path.join(work, "data"),
+  summary = run_local(config=load_config(args.config or configs.CONFIG_PATH),
+                      data_root=os.path.join(work, "data"),
                       pipeline_root=os.path.join(work, "pipeline"),
                       serving_dir=os.path.join(work, "serving"), enable_cache=False)
   total = time.time() - start

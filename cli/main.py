@@ -1,4 +1,4 @@
-"""`aitm`: generate data, run the TFX pipeline locally, compile it for Kubeflow."""
+"""`aitm`: generate data, run the TFX pipeline locally, compare models, compile it for Kubeflow."""
 
 import os
 
@@ -26,29 +26,59 @@ _DATA_ERROR = re.compile(r"(Bad input[^\n]*|ExampleValidator found anomalies[^\n
 
 def _generate_data(args):
   from datagen import taobao
-  path = taobao.write_csv(args.out, args.rows, args.seed, truth_path=args.truth)
+  path = taobao.write_csv(args.out, args.rows, args.seed, truth_path=args.truth,
+                          with_cart=args.with_cart)
   print(f"wrote {args.rows:,} rows to {path}")
 
 
 def _training_settings(args):
+  """`--learning-rate` etc.: they win over the config file's settings."""
+  from models.training import TrainingConfig
   settings = {}
   for key in ("learning_rate", "batch_size", "max_epochs", "patience"):
     value = getattr(args, key)
     if value is not None:
       settings[key] = value
+  try:
+    TrainingConfig.from_dict(settings)  # refuse bad settings before any work
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   return settings
 
 
+def _load_configs(paths):
+  """Every config read and checked before any work; the first error ends the command."""
+  from models.config import ConfigError, load_config
+  try:
+    return [load_config(path) for path in paths]
+  except ConfigError as e:
+    sys.exit(f"error: {e}")
+
+
+def _check_schema(config, schema_path):
+  from models.config import ConfigError
+  from pipeline.schema_check import check_schema
+  try:
+    check_schema(config, schema_path)
+  except ConfigError as e:
+    sys.exit(f"error: {e}")
+
+
+def _explain_failure(e: Exception):
+  match = _DATA_ERROR.search(str(e))
+  if not match:
+    raise e
+  # The cause a user can act on, not Beam's and TFX's stack.
+  sys.exit(f"error: {match.group(1)}\nthe run failed; nothing was pushed")
+
+
 def _run(args):
+  config, = _load_configs([args.config])  # before TensorFlow is imported: fails fast
+  _check_schema(config, args.schema)
+  training = _training_settings(args)
   from datagen import taobao
-  from models.training import TrainingConfig
   from pipeline.local_runner import run_local
 
-  training = _training_settings(args)
-  try:
-    TrainingConfig.from_dict(training)  # refuse bad settings before any work
-  except ValueError as e:
-    sys.exit(f"error: {e}")
   data = args.data
   if data is None:
     data = configs.DEFAULT_DATA_DIR
@@ -62,16 +92,13 @@ def _run(args):
 
   start = time.time()
   try:
-    summary = run_local(data_root=data, pipeline_root=args.pipeline_root,
+    summary = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
                         serving_dir=args.serving_dir, model_name=args.model_name,
-                        training=training, enable_cache=not args.no_cache)
-  except Exception as e:
-    match = _DATA_ERROR.search(str(e))
-    if not match:
-      raise
-    # The cause a user can act on, not Beam's and TFX's stack.
-    sys.exit(f"error: {match.group(1)}\nthe run failed; nothing was pushed")
-  print(f"\nAITM pipeline finished in {time.time() - start:.0f}s")
+                        schema_path=args.schema, training=training,
+                        enable_cache=not args.no_cache)
+  except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
+    _explain_failure(e)
+  print(f"\n{config.source}: pipeline finished in {time.time() - start:.0f}s")
   print(summary.table())
   if summary.pushed_dir:
     base = os.path.dirname(summary.pushed_dir.rstrip("/"))
@@ -82,12 +109,44 @@ def _run(args):
     print("\nthe model was not blessed (an AUC is below its floor), so it was not pushed")
 
 
+def _compare(args):
+  configs_ = _load_configs(args.configs)
+  for config in configs_:
+    _check_schema(config, args.schema)
+  training = _training_settings(args)
+  from pipeline import compare
+
+  if not os.path.isdir(args.data):
+    sys.exit(f"error: --data {args.data} is not a directory of CSV files")
+  try:
+    scores = compare.compare(configs_, data_root=args.data, pipeline_root=args.pipeline_root,
+                             training=training)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
+    _explain_failure(e)
+  print(f"\nmodels compared on {args.data} (TFMA AUC on the same eval split):\n")
+  print(compare.table(scores))
+
+
 def _compile_kubeflow(args):
   from kubeflow.runner import compile_pipeline
-  path = compile_pipeline(output_file=args.out, image=args.image,
+  config, = _load_configs([args.config])
+  path = compile_pipeline(config=config, output_file=args.out, image=args.image,
                           pipeline_root=args.pipeline_root, data_root=args.data,
                           serving_dir=args.serving_dir, model_name=args.model_name)
   print(f"wrote the Kubeflow Pipelines spec to {path}")
+
+
+def _training_arguments(parser):
+  group = parser.add_argument_group("training (each wins over the config file)")
+  group.add_argument("--learning-rate", type=float, help="a constant learning rate")
+  group.add_argument("--batch-size", type=int, help="default: data_config.batch_size, else "
+                     "sized from the train rows")
+  group.add_argument("--max-epochs", type=int, help="default: data_config.num_epochs, else "
+                     "sized from the train rows")
+  group.add_argument("--patience", type=int,
+                     help="epochs without eval AUC improvement before stopping (default 2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
   gen.add_argument("--rows", type=int, default=configs.DEFAULT_ROWS)
   gen.add_argument("--seed", type=int, default=configs.DEFAULT_SEED)
   gen.add_argument("--truth", help="also write the true p_click,p_buy per row to this file")
+  gen.add_argument("--with-cart", action="store_true",
+                   help="add the funnel step `cart` between click and purchase")
   gen.set_defaults(func=_generate_data)
 
   run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
+  run.add_argument("--config", default=configs.CONFIG_PATH,
+                   help="EasyRec config, protobuf text format (default: %(default)s)")
+  run.add_argument("--schema", default=configs.SCHEMA_PATH,
+                   help="curated raw-data schema ExampleValidator checks against")
   run.add_argument("--data", help="directory of CSV files with a header "
                    f"(default: generate {configs.DEFAULT_ROWS:,} rows)")
   run.add_argument("--rows", type=int, default=configs.DEFAULT_ROWS,
@@ -109,12 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
   run.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR)
   run.add_argument("--model-name", default=configs.MODEL_NAME)
-  run.add_argument("--learning-rate", type=float)
-  run.add_argument("--batch-size", type=int, help="default: sized from the train rows")
-  run.add_argument("--max-epochs", type=int, help="default: sized from the train rows")
-  run.add_argument("--patience", type=int, help="epochs without eval improvement before stopping")
+  _training_arguments(run)
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.set_defaults(func=_run)
+
+  cmp = sub.add_parser("compare", help="train several model configs on the same split and "
+                       "print one table (per-task AUC, train time, parameters)")
+  cmp.add_argument("--data", required=True, help="directory of CSV files with a header")
+  cmp.add_argument("--configs", nargs="+", default=list(configs.PEER_CONFIGS),
+                   help="EasyRec configs of one funnel (default: AITM and its peers)")
+  cmp.add_argument("--schema", default=configs.SCHEMA_PATH)
+  cmp.add_argument("--pipeline-root", default=configs.DEFAULT_COMPARE_ROOT)
+  _training_arguments(cmp)
+  cmp.set_defaults(func=_compare)
 
   kfp = sub.add_parser("compile-kubeflow",
                        help="write the pipeline as a Kubeflow Pipelines v2 spec")
@@ -122,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/aitm/root")
   kfp.add_argument("--data", required=True, help="directory of CSV files the cluster can read")
   kfp.add_argument("--serving-dir", required=True, help="where TF Serving reads models")
+  kfp.add_argument("--config", default=configs.CONFIG_PATH, help="EasyRec config")
   kfp.add_argument("--model-name", default=configs.MODEL_NAME)
   kfp.add_argument("--out", default="aitm_pipeline.json", help=".json or .yaml")
   kfp.set_defaults(func=_compile_kubeflow)

@@ -12,6 +12,12 @@ probabilities that depend on structure a model can learn:
 `buy=1` only where `clk=1`. The base rates are solved for so that about 5% of
 impressions are clicked and about 0.5% bought. The true probabilities can be
 written beside the data, so a benchmark can compare a model with the oracle.
+
+`price` is written as EasyRec's Taobao sample data has it: a price level
+0..49 (log-price buckets), read by an IdFeature with `num_buckets: 50`.
+With `with_cart`, a third funnel step `cart` (add to cart) sits between
+click and purchase: `buy=1` only where `cart=1`, `cart=1` only where
+`clk=1`, and the purchase probabilities are unchanged.
 """
 
 import csv
@@ -21,11 +27,15 @@ from typing import Optional
 
 import numpy as np
 
-from models.features import RAW_COLUMNS
+from models.config import load_config
+from pipeline.configs import CONFIG_PATH
 
-# EasyRec's data_config.input_fields for aitm_on_taobao.config, in file order.
-COLUMNS = tuple(name for name, _ in RAW_COLUMNS)
+# data_config.input_fields of the default config (EasyRec's aitm_on_taobao), in file order.
+COLUMNS = tuple(c.name for c in load_config(CONFIG_PATH).columns)
+# The same with the add-to-cart step after the click.
+CART_COLUMNS = COLUMNS[:1] + ("cart",) + COLUMNS[1:]
 PIDS = ("430548_1007", "430539_1007")
+PRICE_LEVELS = 50
 LATENT_DIM = 4
 
 
@@ -33,6 +43,7 @@ LATENT_DIM = 4
 class Rates:
   click: float = 0.05
   buy: float = 0.005
+  cart: float = 0.015  # only with_cart
 
 
 def _solve_offset(logits: np.ndarray, target: float,
@@ -60,8 +71,22 @@ def _tags(rng, scores: np.ndarray, max_len: int, empty_share: float):
   return out
 
 
-def generate(rows: int, seed: int = 0, rates: Rates = Rates()):
-  """Returns (columns dict of per-row values, p_click, p_buy)."""
+def _popularity(n: int, exponent: float) -> np.ndarray:
+  """Share of impressions by popularity rank: (rank + 10) ** -exponent, normalised."""
+  weights = (np.arange(n) + 10.0) ** -exponent
+  return weights / weights.sum()
+
+
+def price_level(price: np.ndarray) -> np.ndarray:
+  """Prices -> levels 0..49, 8 levels per e-fold of price."""
+  return np.clip(np.floor((np.log1p(price) - 1.0) * 8), 0, PRICE_LEVELS - 1).astype(int)
+
+
+def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool = False):
+  """Returns (columns dict of per-row values, {"clk": p, ["cart": p,] "buy": p}).
+
+  The probabilities are the true P(step | impression) of each row.
+  """
   if rows <= 0:
     raise ValueError(f"rows must be positive, got {rows}")
   rng = np.random.default_rng(seed)
@@ -104,10 +129,13 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates()):
   cate_sets = [set(t.tolist()) for t in user_cates]
   brand_sets = [set(t.tolist()) for t in user_brands]
 
-  # Impressions: popular users and ads are seen more often.
-  user = np.minimum(rng.zipf(1.3, rows) - 1, n_users - 1)
+  # Impressions: popular users and ads are seen more often, by a power law whose
+  # head is flattened (rank + 10): a plain Zipf draw gave one user a quarter of
+  # all impressions, so most rows were exact copies of each other, and since
+  # ExampleGen's hash split keeps copies together, the eval split was a lottery.
+  user = rng.choice(n_users, size=rows, p=_popularity(n_users, 1.1))
   user = rng.permutation(n_users)[user]
-  ad = np.minimum(rng.zipf(1.2, rows) - 1, n_ads - 1)
+  ad = rng.choice(n_ads, size=rows, p=_popularity(n_ads, 1.0))
   ad = rng.permutation(n_ads)[ad]
   pid = rng.integers(0, 2, rows)
 
@@ -128,7 +156,18 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates()):
   p_buy = p_click * p_buy_given_click
 
   clk = (rng.random(rows) < p_click).astype(int)
-  buy = clk * (rng.random(rows) < p_buy_given_click).astype(int)
+  buy_draw = rng.random(rows)
+  buy = clk * (buy_draw < p_buy_given_click).astype(int)
+  truth = {"clk": p_click, "buy": p_buy}
+  if with_cart:
+    # P(cart | click) >= P(buy | click) by construction, so buy | cart is a probability;
+    # reusing the purchase draw keeps every purchase inside the carts.
+    cart_logit = buy_logit + _solve_offset(buy_logit, rates.cart / rates.click,
+                                           weights=p_click) - _solve_offset(
+        buy_logit, rates.buy / rates.click, weights=p_click)
+    p_cart_given_click = np.maximum(1 / (1 + np.exp(-cart_logit)), p_buy_given_click)
+    cart = clk * (buy_draw < p_cart_given_click).astype(int)
+    truth = {"clk": p_click, "cart": p_click * p_cart_given_click, "buy": p_buy}
 
   def ids(prefix_offset, values):
     return [str(prefix_offset + int(v)) for v in values]
@@ -156,24 +195,29 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates()):
       "new_user_class_level": maybe(new_class[user], new_class_missing[user]),
       "tag_category_list": ["|".join(str(1000 + c) for c in user_cates[u]) for u in user],
       "tag_brand_list": ["|".join(str(700000 + b) for b in user_brands[u]) for u in user],
-      "price": [f"{p:g}" for p in ad_price[ad]],
+      "price": [str(v) for v in price_level(ad_price[ad])],
   }
-  return cols, p_click, p_buy
+  if with_cart:
+    cols["cart"] = cart.tolist()
+  return cols, truth
 
 
 def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
-              truth_path: Optional[str] = None,
-              file_name: str = "data.csv") -> str:
-  """Writes `out_dir/file_name` with a header; optionally the true probabilities."""
-  cols, p_click, p_buy = generate(rows, seed, rates)
+              truth_path: Optional[str] = None, file_name: str = "data.csv",
+              with_cart: bool = False) -> str:
+  """Writes `out_dir/file_name` with a header; optionally the true probabilities
+  (columns p_click[,p_cart],p_buy)."""
+  cols, truth = generate(rows, seed, rates, with_cart)
+  columns = CART_COLUMNS if with_cart else COLUMNS
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, file_name)
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(COLUMNS)
-    writer.writerows(zip(*(cols[c] for c in COLUMNS)))
+    writer.writerow(columns)
+    writer.writerows(zip(*(cols[c] for c in columns)))
   if truth_path:
     os.makedirs(os.path.dirname(os.path.abspath(truth_path)), exist_ok=True)
-    np.savetxt(truth_path, np.stack([p_click, p_buy], axis=1), delimiter=",",
-               header="p_click,p_buy", comments="", fmt="%.6g")
+    names = {"clk": "p_click", "cart": "p_cart", "buy": "p_buy"}
+    np.savetxt(truth_path, np.stack(list(truth.values()), axis=1), delimiter=",",
+               header=",".join(names[k] for k in truth), comments="", fmt="%.6g")
   return path

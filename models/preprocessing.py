@@ -1,44 +1,62 @@
-"""The Transform component's `preprocessing_fn`: raw tf.Example features -> embedding ids.
+"""The Transform component's `preprocessing_fn`: raw tf.Example features -> model inputs.
 
-Every feature comes out as int64 ids ready for an embedding table:
+What each feature becomes is set by the config's `feature_config`
+(`models.features.Encoding`); ids are int64 ready for an embedding table:
 
+* HASH: `[batch]`, the value (or `MISSING`) hashed into `hash_bucket_size`.
 * VOCABULARY: `[batch]`, `tft.compute_and_apply_vocabulary` with OOV buckets;
-  a missing value is the token `MISSING`, learned like any other value.
-* HASH: `[batch]`, `MISSING` or the id hashed into `buckets` buckets.
+  `MISSING` is learned like any other value.
+* VOCAB_LIST: `[batch]`, the value's index in `vocab_list`; anything else,
+  missing included, is the one id after the list.
+* IDENTITY: `[batch]`, the integer value; missing or outside
+  `[0, num_buckets)` is the id `num_buckets`.
 * TAGS: `[batch, max_tags]`, each tag hashed to 1..buckets, 0 pads.
-* QUANTILES: `[batch]`, the quantile bucket 0..buckets-1, or `buckets` when
-  the value is missing.
+* BOUNDARIES: `[batch]`, the bucket of the value among `boundaries`;
+  missing is the id after the last bucket.
+* RAW: float32 `[batch]`, the value, 0 when missing.
 
-Labels pass through unchanged (int64 `[batch]`). Raw columns arrive as
-SparseTensors because any of them may be missing at serving time.
+Labels pass through as int64 `[batch]`. Raw columns arrive as SparseTensors
+because any of them may be missing at serving time.
 """
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features as F
+from models.config import parse_config
+from models.features import ColumnType, Encoding, Feature, vocabulary_name
 
 MISSING = "<missing>"
+# Transform(custom_config={CONFIG_KEY: config.data_text()})
+CONFIG_KEY = "config"
 
 
-def _dense_string(x):
-  """[batch, 0 or 1] sparse strings -> [batch]; missing and '' become MISSING."""
+def _dense(x, default):
+  """[batch, 0 or 1] sparse (or [batch] dense) -> ([batch] values, [batch] present)."""
   if isinstance(x, tf.SparseTensor):
-    x = tf.sparse.to_dense(
-        tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default_value="")
+    shape = [x.dense_shape[0], 1]
+    present = tf.sparse.to_dense(tf.SparseTensor(
+        x.indices, tf.ones_like(x.values, tf.bool), shape), default_value=False)
+    x = tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values, shape),
+                           default_value=default)
+    return tf.squeeze(x, axis=1), tf.squeeze(present, axis=1)
+  if x.shape.rank == 2:
     x = tf.squeeze(x, axis=1)
-  return tf.where(tf.equal(x, ""), MISSING, x)
+  return x, tf.ones_like(x, tf.bool)
 
 
-def _dense_float(x):
-  """[batch, 0 or 1] sparse floats -> ([batch] values, [batch] present mask)."""
-  if isinstance(x, tf.SparseTensor):
-    x = tf.sparse.to_dense(
-        tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]),
-        default_value=float("nan"))
-    x = tf.squeeze(x, axis=1)
-  present = tf.math.is_finite(x)
-  return tf.where(present, x, 0.0), present
+def _text(x, column_type):
+  """Any column as strings [batch]; missing and '' become MISSING."""
+  value, present = _dense(x, "" if column_type is ColumnType.STRING else 0)
+  if column_type is not ColumnType.STRING:
+    value = tf.strings.as_string(value)
+  return tf.where(tf.logical_and(present, tf.not_equal(value, "")), value, MISSING)
+
+
+def _number(x, column_type):
+  value, present = _dense(x, 0 if column_type is ColumnType.INT else 0.0)
+  if column_type is ColumnType.FLOAT:
+    present = tf.logical_and(present, tf.math.is_finite(value))
+  return value, present
 
 
 def tag_ids(x, buckets: int, max_tags: int, separator: str):
@@ -49,50 +67,69 @@ def tag_ids(x, buckets: int, max_tags: int, separator: str):
   return ids.to_tensor(default_value=0, shape=[None, max_tags])
 
 
-def encode_feature(feature: F.Feature, raw):
-  """One raw column (dense or sparse) -> int64 ids, as described above."""
-  if feature.encoding is F.Encoding.QUANTILES:
-    value, present = _dense_float(raw)
-    boundaries = tft.quantiles(
-        tf.boolean_mask(value, present), num_buckets=feature.buckets, epsilon=0.01)
-    buckets = tft.apply_buckets(value, boundaries)
-    return tf.where(present, buckets, tf.cast(feature.buckets, tf.int64))
-  text = _dense_string(raw)
-  if feature.encoding is F.Encoding.VOCABULARY:
-    return tft.compute_and_apply_vocabulary(
-        text, num_oov_buckets=feature.buckets,
-        vocab_filename=F.vocabulary_name(feature))
-  if feature.encoding is F.Encoding.HASH:
+def encode_feature(feature: Feature, raw, column_type: ColumnType):
+  """One raw column (dense or sparse) -> model input, as described above."""
+  encoding = feature.encoding
+  if encoding is Encoding.IDENTITY:
+    value, present = _number(raw, column_type)
+    value = tf.cast(value, tf.int64)
+    inside = tf.logical_and(present, tf.logical_and(value >= 0, value < feature.buckets))
+    return tf.where(inside, value, tf.constant(feature.buckets, tf.int64))
+  if encoding is Encoding.BOUNDARIES:
+    value, present = _number(raw, column_type)
+    bucket = tf.raw_ops.Bucketize(input=tf.cast(value, tf.float32),
+                                  boundaries=list(feature.boundaries))
+    return tf.where(present, tf.cast(bucket, tf.int64),
+                    tf.constant(len(feature.boundaries) + 1, tf.int64))
+  if encoding is Encoding.RAW:
+    value, present = _number(raw, column_type)
+    return tf.where(present, tf.cast(value, tf.float32), 0.0)
+  text = _text(raw, column_type)
+  if encoding is Encoding.HASH:
     return tf.strings.to_hash_bucket_fast(text, feature.buckets)
-  if feature.encoding is F.Encoding.TAGS:
+  if encoding is Encoding.VOCABULARY:
+    return tft.compute_and_apply_vocabulary(
+        text, num_oov_buckets=feature.buckets, vocab_filename=vocabulary_name(feature))
+  if encoding is Encoding.VOCAB_LIST:
+    matches = tf.equal(text[:, None], tf.constant(feature.vocabulary)[None, :])
+    index = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)
+    return tf.where(tf.reduce_any(matches, axis=1), index,
+                    tf.constant(len(feature.vocabulary), tf.int64))
+  if encoding is Encoding.TAGS:
     text = tf.where(tf.equal(text, MISSING), "", text)
     return tag_ids(text, feature.buckets, feature.max_tags, feature.separator)
-  raise ValueError(f"feature '{feature.name}': unknown encoding {feature.encoding}")
+  raise ValueError(f"feature '{feature.name}': unknown encoding {encoding}")
 
 
-def preprocessing_fn(inputs):
-  """tf.Transform entry point (Transform(preprocessing_fn='models.preprocessing.preprocessing_fn'))."""
-  outputs = {f.name: encode_feature(f, inputs[f.name]) for f in F.FEATURES}
-  for label in F.LABELS:
+def transform_features(inputs, config):
+  """Raw features (and labels when present) -> Transform outputs, per the config."""
+  types = config.column_types
+  outputs = {f.name: encode_feature(f, inputs[f.column], types[f.column])
+             for f in config.features}
+  for label in config.labels:
     if label in inputs:
-      outputs[label] = _dense_label(inputs[label])
+      outputs[label] = tf.cast(_dense(inputs[label], 0)[0], tf.int64)
   return outputs
 
 
-def _dense_label(x):
-  if isinstance(x, tf.SparseTensor):
-    x = tf.squeeze(tf.sparse.to_dense(
-        tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1])), axis=1)
-  elif x.shape.rank == 2:
-    x = tf.squeeze(x, axis=1)
-  return tf.cast(x, tf.int64)
+def preprocessing_fn(inputs, custom_config):
+  """tf.Transform entry point (Transform(preprocessing_fn='models.preprocessing.preprocessing_fn'))."""
+  config = parse_config(custom_config[CONFIG_KEY], source="Transform custom_config",
+                        require_model=False)
+  return transform_features(inputs, config)
 
 
-def embedding_rows(feature: F.Feature, tf_transform_output) -> int:
-  """The embedding table size a feature's ids need."""
-  if feature.encoding is F.Encoding.VOCABULARY:
-    return tf_transform_output.vocabulary_size_by_name(
-        F.vocabulary_name(feature)) + feature.buckets
-  if feature.encoding is F.Encoding.HASH:
+def embedding_rows(feature: Feature, tf_transform_output=None) -> int:
+  """The embedding table size a feature's ids need (0 for RAW, which isn't embedded)."""
+  encoding = feature.encoding
+  if encoding is Encoding.VOCABULARY:
+    return tf_transform_output.vocabulary_size_by_name(vocabulary_name(feature)) + feature.buckets
+  if encoding is Encoding.HASH:
     return feature.buckets
-  return feature.buckets + 1  # TAGS: 0 pads; QUANTILES: the missing bucket
+  if encoding is Encoding.VOCAB_LIST:
+    return len(feature.vocabulary) + 1
+  if encoding is Encoding.BOUNDARIES:
+    return len(feature.boundaries) + 2
+  if encoding is Encoding.RAW:
+    return 0
+  return feature.buckets + 1  # TAGS: 0 pads; IDENTITY: the out-of-range id

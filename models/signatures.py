@@ -2,8 +2,10 @@
 
 * `serving_default`: `examples` DT_STRING [None], serialized tf.Examples of raw
   features (labels not needed; any field may be missing).
-* `serving_raw`: each raw feature as a named [None] tensor (strings, `price`
-  float32); an empty string or a NaN price means missing.
+* `serving_raw`: each raw feature column as a named [None] tensor, typed by
+  `data_config.input_fields`: STRING -> string ('' means missing), FLOAT /
+  DOUBLE -> float32 (NaN means missing), INT32 / INT64 -> int64 (always
+  present; send a tf.Example to `serving_default` to leave one out).
 
 Both return float32 [None] probabilities keyed by task tower name, computed by
 the same Transform graph and Keras model.
@@ -11,12 +13,16 @@ the same Transform graph and Keras model.
 
 import tensorflow as tf
 
-from models import features as F
+from models.backbone import model_features
+from models.features import ColumnType
+
+_DTYPES = {ColumnType.STRING: tf.string, ColumnType.FLOAT: tf.float32,
+           ColumnType.INT: tf.int64}
 
 
-def _raw_serving_spec(tf_transform_output):
+def _raw_serving_spec(tf_transform_output, config):
   spec = tf_transform_output.raw_feature_spec()
-  for label in F.LABELS:
+  for label in config.labels:
     spec.pop(label, None)
   return spec
 
@@ -31,14 +37,15 @@ def _as_sparse(values, missing):
       dense_shape=tf.stack([batch, tf.constant(1, tf.int64)]))
 
 
-def make_signatures(model, tf_transform_output):
+def make_signatures(model, tf_transform_output, config):
   """Returns {'serving_default': ..., 'serving_raw': ...} concrete functions."""
   model.tft_layer = tf_transform_output.transform_features_layer()
-  spec = _raw_serving_spec(tf_transform_output)
+  spec = _raw_serving_spec(tf_transform_output, config)
+  names = [f.name for f in model_features(config)]
 
   def predict(raw_features):
     transformed = model.tft_layer(raw_features)
-    probabilities = model({f.name: transformed[f.name] for f in F.FEATURES}, training=False)
+    probabilities = model({name: transformed[name] for name in names}, training=False)
     return {task: tf.reshape(p, [-1]) for task, p in probabilities.items()}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -51,15 +58,15 @@ def make_signatures(model, tf_transform_output):
       value = features[name]
       if value.dtype == tf.string:
         missing = tf.equal(value, "")
-      else:
+      elif value.dtype.is_floating:
         missing = tf.logical_not(tf.math.is_finite(value))
+      else:
+        missing = tf.zeros_like(value, tf.bool)
       raw[name] = _as_sparse(value, missing)
     return predict(raw)
 
-  raw_inputs = {
-      name: tf.TensorSpec([None], tf.float32 if F.COLUMN_TYPES[name] is F.ColumnType.FLOAT
-                          else tf.string, name=name)
-      for name in spec}
+  types = config.column_types
+  raw_inputs = {name: tf.TensorSpec([None], _DTYPES[types[name]], name=name) for name in spec}
   return {
       "serving_default": serve_examples.get_concrete_function(),
       "serving_raw": tf.function(serve_raw).get_concrete_function(raw_inputs),

@@ -1,5 +1,8 @@
-"""The Trainer component's `run_fn`: train AITM on Transform output, export the SavedModel."""
+"""The Trainer component's `run_fn`: build the config's model, train it on Transform
+output, export the SavedModel."""
 
+import json
+import os
 import time
 
 import tensorflow as tf
@@ -7,24 +10,33 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features as F
-from models.aitm_model import ModelConfig, build_model
+from models.autograph_rules import skip_tf_keras
+from models.backbone import build_model, model_features
+from models.config import parse_config
+from models.losses import l2_regularization_loss
 from models.preprocessing import embedding_rows
 from models.signatures import make_signatures
-from models.training import TrainingConfig
+from models.training import TrainingConfig, make_optimizer
+
+# Trainer(custom_config={CONFIG_KEY: config text, TRAINING_KEY: overrides})
+CONFIG_KEY, TRAINING_KEY = "config", "training"
+# Written next to the TensorBoard logs in the ModelRun artifact.
+SUMMARY_FILE = "training_summary.json"
 
 
-def _dataset(files, data_accessor, tf_transform_output, batch_size, shuffle, shuffle_buffer):
+def _dataset(files, data_accessor, tf_transform_output, config, batch_size, shuffle,
+             shuffle_buffer, repeat):
   dataset = data_accessor.tf_dataset_factory(
       files,
-      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle,
-                                     shuffle_buffer_size=shuffle_buffer,
+      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=None if repeat else 1,
+                                     shuffle=shuffle, shuffle_buffer_size=shuffle_buffer,
                                      drop_final_batch=False),
       tf_transform_output.transformed_metadata.schema)
+  names = [f.name for f in model_features(config)]
 
   def split(batch):
-    labels = {task: tf.cast(batch.pop(label), tf.float32) for task, label in F.TASKS.items()}
-    return {f.name: batch[f.name] for f in F.FEATURES}, labels
+    labels = {t.name: tf.cast(batch[t.label], tf.float32) for t in config.tasks}
+    return {name: batch[name] for name in names}, labels
 
   return dataset.map(split).prefetch(tf.data.AUTOTUNE)
 
@@ -35,17 +47,24 @@ def count_records(file_patterns) -> int:
   return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-class MeanTaskAUC(tf.keras.callbacks.Callback):
-  """Adds `val_mean_auc`, the mean over tasks of the eval AUC, to the epoch logs.
+class LossTerms(tf.keras.callbacks.Callback):
+  """Adds to the epoch logs what Keras doesn't report by itself: `val_mean_auc`
+  (the mean over tasks of the eval AUC, which early stopping watches) and
+  `l2_regularization_loss` (the kernel penalty's value at the epoch's end).
 
-  Early stopping watches it rather than the eval loss: with ID embeddings the
-  loss (calibration) starts to worsen an epoch or two before the ranking does,
-  and ranking is what the Evaluator gates on.
+  Early stopping watches the AUC rather than the eval loss: with ID
+  embeddings the loss (calibration) starts to worsen an epoch or two before
+  the ranking does, and ranking is what the Evaluator gates on.
   """
+
+  def __init__(self, tasks):
+    super().__init__()
+    self.tasks = list(tasks)
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None:
-      logs["val_mean_auc"] = sum(logs[f"val_{task}_auc"] for task in F.TASKS) / len(F.TASKS)
+      logs["val_mean_auc"] = sum(logs[f"val_{t}_auc"] for t in self.tasks) / len(self.tasks)
+      logs["l2_regularization_loss"] = l2_regularization_loss(self.model)
 
 
 class ProgressLogger(tf.keras.callbacks.Callback):
@@ -72,35 +91,69 @@ class ProgressLogger(tf.keras.callbacks.Callback):
           flush=True)
 
 
+def compile_model(model, config, training: TrainingConfig):
+  towers = {t.tower_name: t for t in config.proto.model_config.model_params.task_towers}
+  metrics = {}
+  for task in config.tasks:
+    sets = [m.auc.num_thresholds for m in towers[task.name].metrics_set] or [200]
+    metrics[task.name] = [tf.keras.metrics.AUC(num_thresholds=sets[0], name="auc")]
+  model.compile(
+      optimizer=make_optimizer(config.proto.train_config, training.learning_rate),
+      loss={t.name: tf.keras.losses.BinaryCrossentropy() for t in config.tasks},
+      loss_weights={t.name: t.classification_weight for t in config.tasks},
+      metrics=metrics)
+
+
 def run_fn(fn_args: tfx.components.FnArgs):
   """TFX Trainer entry point (Trainer(run_fn='models.trainer.run_fn'))."""
+  skip_tf_keras()
+  config = parse_config(fn_args.custom_config[CONFIG_KEY], source="Trainer custom_config")
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   train_rows = count_records(fn_args.train_files)
-  config = TrainingConfig.from_dict(fn_args.custom_config).sized_for(train_rows)
-  steps_per_epoch = -(-train_rows // config.batch_size)
-  print(f"  [Trainer] {train_rows:,} train rows, batch {config.batch_size}, "
-        f"up to {config.max_epochs} epochs, early stopping on mean eval AUC", flush=True)
+  training = TrainingConfig.from_config(
+      config.proto, fn_args.custom_config.get(TRAINING_KEY)).sized_for(train_rows)
+  steps_per_epoch = training.steps_per_epoch(train_rows)
 
-  train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                   config.batch_size, True, config.shuffle_buffer)
-  evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                        config.batch_size, False, 0)
+  rows = {f.name: embedding_rows(f, tf_transform_output) for f in config.features}
+  model = build_model(config, rows)
+  compile_model(model, config, training)
+  print(f"  [Trainer] {config.proto.model_config.model_name or 'model'}: "
+        f"{model.count_params():,} parameters; {train_rows:,} train rows, batch "
+        f"{training.batch_size}, {steps_per_epoch} steps x up to {training.max_epochs} epochs, "
+        "early stopping on mean eval AUC", flush=True)
 
-  rows = {f.name: embedding_rows(f, tf_transform_output) for f in F.FEATURES}
-  model = build_model(rows, ModelConfig())
-  model.compile(
-      optimizer=tf.keras.optimizers.Adam(config.learning_rate),
-      loss={task: tf.keras.losses.BinaryCrossentropy() for task in F.TASKS},
-      metrics={task: [tf.keras.metrics.AUC(name="auc")] for task in F.TASKS})
-  model.fit(
-      train, validation_data=evaluation, epochs=config.max_epochs, verbose=0,
+  train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config,
+                   training.batch_size, training.shuffle, training.shuffle_buffer, repeat=True)
+  evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config,
+                        training.batch_size, False, 0, repeat=False)
+  stopping = tf.keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max",
+                                              patience=training.patience,
+                                              restore_best_weights=True)
+  start = time.time()
+  history = model.fit(
+      train, validation_data=evaluation, epochs=training.max_epochs,
+      steps_per_epoch=steps_per_epoch, verbose=0,
       callbacks=[
-          MeanTaskAUC(),
-          tf.keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max",
-                                           patience=config.patience,
-                                           restore_best_weights=True),
+          LossTerms([t.name for t in config.tasks]),
+          stopping,
           tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-          ProgressLogger(config.batch_size, steps_per_epoch, config.log_every_steps),
+          ProgressLogger(training.batch_size, steps_per_epoch, training.log_every_steps),
       ])
+  seconds = time.time() - start
   model.save(fn_args.serving_model_dir, save_format="tf",
-             signatures=make_signatures(model, tf_transform_output))
+             signatures=make_signatures(model, tf_transform_output, config))
+
+  scores = history.history["val_mean_auc"]
+  best = max(range(len(scores)), key=scores.__getitem__)
+  summary = {
+      "model_name": config.proto.model_config.model_name,
+      "parameters": int(model.count_params()),
+      "train_rows": train_rows, "batch_size": training.batch_size,
+      "epochs_run": len(scores), "best_epoch": best + 1,
+      "steps": len(scores) * steps_per_epoch, "train_seconds": round(seconds, 1),
+      "eval_auc": {t.name: float(history.history[f"val_{t.name}_auc"][best])
+                   for t in config.tasks},
+  }
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as f:
+    json.dump(summary, f, indent=2)

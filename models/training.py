@@ -1,4 +1,11 @@
-"""Training settings and the rules that size a run from the data."""
+"""Training settings: the config's train_config and data_config, sized to the data.
+
+EasyRec's settings are read as named (optimizer, learning rate and its
+schedule, `num_steps`, `batch_size`, `num_epochs`, `shuffle`,
+`shuffle_buffer_size`). What a config leaves out is sized from the number of
+train rows: small data gets small batches and more epochs. Early stopping on
+the mean eval AUC ends a run sooner when the eval AUC stops improving.
+"""
 
 import dataclasses
 import math
@@ -6,16 +13,24 @@ from typing import Any, Dict, Optional
 
 # A run aims for about this many optimizer steps before early stopping decides.
 TARGET_STEPS = 4000
+DEFAULT_LEARNING_RATE = 3e-4
+DEFAULT_SHUFFLE_BUFFER = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-  """Trainer custom_config. None means: size it from the number of train rows."""
-  learning_rate: float = 3e-4
+  """None means: from the config, else sized from the number of train rows.
+
+  These are also the `aitm run` overrides (`--learning-rate` etc.), which win
+  over the config file.
+  """
+  learning_rate: Optional[float] = None
   batch_size: Optional[int] = None
   max_epochs: Optional[int] = None
+  num_steps: Optional[int] = None
   patience: int = 2
-  shuffle_buffer: int = 100_000
+  shuffle: bool = True
+  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
   log_every_steps: int = 50
 
   @classmethod
@@ -25,22 +40,101 @@ class TrainingConfig:
     if unknown:
       raise ValueError(f"unknown training settings: {sorted(unknown)}")
     config = cls(**values)
-    if config.learning_rate <= 0:
-      raise ValueError(f"learning_rate must be positive, got {config.learning_rate}")
-    if config.batch_size is not None and config.batch_size <= 0:
-      raise ValueError(f"batch_size must be positive, got {config.batch_size}")
-    if config.max_epochs is not None and config.max_epochs <= 0:
-      raise ValueError(f"max_epochs must be positive, got {config.max_epochs}")
+    for name in ("learning_rate", "batch_size", "max_epochs", "num_steps"):
+      value = getattr(config, name)
+      if value is not None and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if config.patience < 0:
+      raise ValueError(f"patience must be >= 0, got {config.patience}")
     return config
 
+  @classmethod
+  def from_config(cls, proto, overrides: Optional[Dict[str, Any]] = None) -> "TrainingConfig":
+    """The EasyRecConfig message's settings, then `overrides` on top."""
+    data, train = proto.data_config, proto.train_config
+    values: Dict[str, Any] = {}
+    if data.HasField("batch_size"):
+      values["batch_size"] = int(data.batch_size)
+    if data.HasField("num_epochs"):
+      values["max_epochs"] = int(data.num_epochs)
+    if train.HasField("num_steps"):
+      values["num_steps"] = int(train.num_steps)
+    values["shuffle"] = data.shuffle
+    if data.HasField("shuffle_buffer_size"):
+      values["shuffle_buffer"] = int(data.shuffle_buffer_size)
+    values.update(overrides or {})
+    return cls.from_dict(values)
+
   def sized_for(self, train_rows: int) -> "TrainingConfig":
-    """Fills batch size and epochs: small data gets small batches and more epochs."""
+    """Fills batch size and epochs; with num_steps, epochs are rounded up to cover it."""
     if train_rows <= 0:
       raise ValueError("the train split is empty")
     batch = self.batch_size or int(min(4096, max(256, 2 ** round(math.log2(train_rows / 100)))))
     steps_per_epoch = math.ceil(train_rows / batch)
-    epochs = self.max_epochs or int(min(30, max(3, math.ceil(TARGET_STEPS / steps_per_epoch))))
+    if self.max_epochs:
+      epochs = self.max_epochs
+    elif self.num_steps:
+      epochs = math.ceil(self.num_steps / steps_per_epoch)
+    else:
+      epochs = int(min(30, max(3, math.ceil(TARGET_STEPS / steps_per_epoch))))
     return dataclasses.replace(self, batch_size=batch, max_epochs=epochs)
+
+  def steps_per_epoch(self, train_rows: int) -> int:
+    steps = math.ceil(train_rows / self.batch_size)
+    return min(steps, self.num_steps) if self.num_steps else steps
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
+
+
+def _optimizer_settings(train_config):
+  if not train_config.optimizer_config:
+    return "adam_optimizer", None
+  optimizer = train_config.optimizer_config[0]
+  kind = optimizer.WhichOneof("optimizer")
+  return kind, getattr(optimizer, kind)
+
+
+def learning_rate(train_config, override: Optional[float] = None):
+  """The optimizer's learning rate: a float, or a schedule of the step.
+  `override` (from `--learning-rate`) replaces it with a constant."""
+  _, settings = _optimizer_settings(train_config)
+  if override is not None:
+    return override
+  if settings is None or not settings.HasField("learning_rate"):
+    return DEFAULT_LEARNING_RATE
+  rate = settings.learning_rate
+  if rate.WhichOneof("learning_rate") == "exponential_decay_learning_rate":
+    decay = rate.exponential_decay_learning_rate
+    return FlooredExponentialDecay(decay.initial_learning_rate, decay.decay_steps,
+                                   decay.decay_factor, decay.staircase, decay.min_learning_rate)
+  return rate.constant_learning_rate.learning_rate
+
+
+def make_optimizer(train_config, override_learning_rate: Optional[float] = None):
+  """train_config.optimizer_config -> a Keras optimizer."""
+  import tensorflow as tf  # here, so reading settings never imports TensorFlow
+
+  kind, settings = _optimizer_settings(train_config)
+  rate = learning_rate(train_config, override_learning_rate)
+  if kind == "adagrad_optimizer":
+    return tf.keras.optimizers.Adagrad(rate)
+  if kind == "momentum_optimizer":
+    return tf.keras.optimizers.SGD(rate, momentum=settings.momentum_optimizer_value)
+  if settings is not None:
+    return tf.keras.optimizers.Adam(rate, beta_1=settings.beta1, beta_2=settings.beta2)
+  return tf.keras.optimizers.Adam(rate)
+
+
+def FlooredExponentialDecay(initial, decay_steps, decay_factor, staircase, floor):
+  """EasyRec's exponential_decay_learning_rate, with its min_learning_rate floor."""
+  import tensorflow as tf
+
+  class _Schedule(tf.keras.optimizers.schedules.ExponentialDecay):
+    def __call__(self, step):
+      return tf.maximum(super().__call__(step), floor)
+
+    def get_config(self):
+      return dict(super().get_config(), floor=floor)
+
+  return _Schedule(initial, decay_steps, decay_factor, staircase=staircase)

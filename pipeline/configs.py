@@ -8,12 +8,18 @@ RUNS_DIR = "runs"
 DEFAULT_DATA_DIR = os.path.join(RUNS_DIR, "data")
 DEFAULT_PIPELINE_ROOT = os.path.join(RUNS_DIR, "pipeline")
 DEFAULT_SERVING_DIR = os.path.join(RUNS_DIR, "serving")
+DEFAULT_COMPARE_ROOT = os.path.join(RUNS_DIR, "compare")
 # Rows of generated data when `aitm run` gets no --data: a few minutes on 2 cores.
 DEFAULT_ROWS = 50_000
 DEFAULT_SEED = 7
 
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "schemas", "taobao_raw.pbtxt")
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_PATH = os.path.join(PROJECT_DIR, "schemas", "taobao_raw.pbtxt")
+# The EasyRec config `aitm run` uses without --config.
+CONFIG_PATH = os.path.join(PROJECT_DIR, "configs", "aitm_taobao.config")
+# What `aitm compare` trains by default: AITM and its peers, one funnel, same features.
+PEER_CONFIGS = tuple(os.path.join(PROJECT_DIR, "configs", f"{name}.config") for name in (
+    "aitm_taobao", "shared_bottom", "esmm", "mmoe", "ple"))
 # ExampleGen's hash split of the input: 4 parts train, 1 part eval.
 TRAIN_BUCKETS, EVAL_BUCKETS = 4, 1
 # In-process Beam: no Prism/portable runner, nothing downloaded at run time.

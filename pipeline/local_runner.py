@@ -9,10 +9,11 @@ from typing import Any, Dict, Optional
 
 from tfx import v1 as tfx
 
-from models.eval_config import DEFAULT_MIN_AUC
+from models.config import PipelineConfig
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import RunSummary, summarize
+from pipeline.schema_check import check_schema
 
 
 def metadata_path(pipeline_root: str) -> str:
@@ -84,18 +85,27 @@ def component_progress():
 
 def run_local(
     *,
+    config: PipelineConfig,
     data_root: str,
     pipeline_root: str = configs.DEFAULT_PIPELINE_ROOT,
     serving_dir: str = configs.DEFAULT_SERVING_DIR,
     model_name: str = configs.MODEL_NAME,
+    pipeline_name: str = configs.PIPELINE_NAME,
+    schema_path: str = configs.SCHEMA_PATH,
     training: Optional[Dict[str, Any]] = None,
-    min_auc: Dict[str, float] = DEFAULT_MIN_AUC,
+    min_auc: Optional[Dict[str, float]] = None,
+    push: bool = True,
     enable_cache: bool = True,
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then)."""
+  check_schema(config, schema_path)
   pipeline_root = os.path.abspath(pipeline_root)
   os.makedirs(pipeline_root, exist_ok=True)
   pipeline = create_pipeline(
+      config=config,
+      schema_path=schema_path,
+      push=push,
+      pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       data_root=os.path.abspath(data_root),
       serving_dir=os.path.abspath(serving_dir),

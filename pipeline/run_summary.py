@@ -22,6 +22,7 @@ class RunSummary:
   blessed: Optional[bool]
   pushed_dir: Optional[str]
   evaluation_uri: Optional[str] = None
+  model_run_uri: Optional[str] = None        # TensorBoard logs, training_summary.json
 
   def table(self) -> str:
     lines = [f"{'rows read':<22}" + ", ".join(f"{s} {n:,}" for s, n in self.rows.items())]
@@ -101,13 +102,15 @@ def summarize(metadata_path: str) -> RunSummary:
     evaluation_uri = evaluation.uri
     auc = overall_auc(evaluation.uri)
 
+  model_runs = outputs.get(("Trainer", "ModelRun"), [])[-1:]
   blessing = outputs.get(("Evaluator", "ModelBlessing"), [])[-1:]
   blessed = bool(_custom(blessing[0], "blessed")) if blessing else None
   pushed_dir = None
   for pushed in outputs.get(("Pusher", "PushedModel"), [])[-1:]:
     if _custom(pushed, "pushed"):
       pushed_dir = _custom(pushed, "pushed_destination")
-  return RunSummary(run.name, states, seconds, rows, auc, blessed, pushed_dir, evaluation_uri)
+  return RunSummary(run.name, states, seconds, rows, auc, blessed, pushed_dir, evaluation_uri,
+                    model_runs[0].uri if model_runs else None)
 
 
 def overall_auc(evaluation_uri: str) -> Dict[str, float]:

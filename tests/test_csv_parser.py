@@ -5,19 +5,24 @@ import io
 import pytest
 
 from components.csv_example_gen.csv_parser import BadInputError, read_examples
-from models import features as F
+from models.config import load_config
+from models.features import Column, ColumnType
+from pipeline import configs
 
-HEADER = ",".join(name for name, _ in F.RAW_COLUMNS)
-GOOD = "1,0,430548_1007,100001,1001,300001,500001,700001,1000001,5,2,1,3,,2,0,3,1001|1002,,19.9"
+CONFIG = load_config(configs.CONFIG_PATH)
+NAMES = [c.name for c in CONFIG.columns]
+HEADER = ",".join(NAMES)
+GOOD = "1,0,430548_1007,100001,1001,300001,500001,700001,1000001,5,2,1,3,,2,0,3,1001|1002,,19"
 
 
 def _parse(*lines, path="day1.csv"):
-  return list(read_examples(path, io.StringIO("\n".join(lines) + "\n")))
+  return list(read_examples(path, io.StringIO("\n".join(lines) + "\n"), CONFIG.columns,
+                            CONFIG.labels))
 
 
 def _replace(line, column, value):
   cells = line.split(",")
-  cells[[n for n, _ in F.RAW_COLUMNS].index(column)] = value
+  cells[NAMES.index(column)] = value
   return ",".join(cells)
 
 
@@ -25,14 +30,14 @@ def test_good_row_is_typed_by_declaration():
   (example,) = _parse(HEADER, GOOD)
   feature = example.features.feature
   assert feature["user_id"].bytes_list.value == [b"1000001"]  # digits, still a string id
-  assert feature["price"].float_list.value[0] == pytest.approx(19.9)
+  assert feature["price"].int64_list.value == [19]
   assert feature["clk"].int64_list.value == [1]
   assert feature["tag_category_list"].bytes_list.value == [b"1001|1002"]
   assert "pvalue_level" not in feature and "tag_brand_list" not in feature  # empty = missing
 
 
 def test_header_may_list_columns_in_any_order():
-  names = [n for n, _ in F.RAW_COLUMNS]
+  names = NAMES
   cells = GOOD.split(",")
   order = list(reversed(range(len(names))))
   (example,) = _parse(",".join(names[i] for i in order), ",".join(cells[i] for i in order))
@@ -45,20 +50,34 @@ def test_malformed_row_names_file_and_line():
 
 
 def test_missing_column_names_the_column():
-  names = [n for n, _ in F.RAW_COLUMNS if n != "price"]
+  names = [n for n in NAMES if n != "price"]
   with pytest.raises(BadInputError, match=r"day1\.csv, line 1 \(header\): missing column\(s\) \['price'\]"):
     _parse(",".join(names), GOOD.rsplit(",", 1)[0])
 
 
 def test_non_numeric_price_names_field():
-  with pytest.raises(BadInputError, match=r"day1\.csv, line 2, field 'price': 'cheap' is not a number"):
+  with pytest.raises(BadInputError, match=r"day1\.csv, line 2, field 'price': 'cheap' is not an integer"):
     _parse(HEADER, _replace(GOOD, "price", "cheap"))
 
 
-@pytest.mark.parametrize("value", ["nan", "-3", "inf"])
-def test_impossible_price_is_refused(value):
+@pytest.mark.parametrize("value", ["nan", "12.5", "inf"])
+def test_price_level_must_be_an_integer(value):
   with pytest.raises(BadInputError, match="field 'price'"):
     _parse(HEADER, _replace(GOOD, "price", value))
+
+
+@pytest.mark.parametrize("value, ok", [("19.9", True), ("nan", False), ("-3", False),
+                                       ("inf", False)])
+def test_float_columns_take_finite_non_negative_numbers(value, ok):
+  columns = [Column(c.name, ColumnType.FLOAT) if c.name == "price" else c
+             for c in CONFIG.columns]
+  text = io.StringIO(HEADER + "\n" + _replace(GOOD, "price", value) + "\n")
+  if ok:
+    (example,) = read_examples("day1.csv", text, columns, CONFIG.labels)
+    assert example.features.feature["price"].float_list.value[0] == pytest.approx(19.9)
+  else:
+    with pytest.raises(BadInputError, match="field 'price'"):
+      list(read_examples("day1.csv", text, columns, CONFIG.labels))
 
 
 def test_buy_without_click_names_field():
@@ -80,4 +99,4 @@ def test_unbalanced_quote_is_a_clear_error():
 
 def test_empty_file():
   with pytest.raises(BadInputError, match="the file is empty"):
-    list(read_examples("empty.csv", io.StringIO("")))
+    list(read_examples("empty.csv", io.StringIO(""), CONFIG.columns, CONFIG.labels))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from datagen import taobao
-from models import features as F
+from models.config import load_config
+from pipeline import configs
 
 
 def _auc(labels, scores):
@@ -23,7 +24,7 @@ def test_columns_are_easyrec_taobao_order(tmp_path):
   path = taobao.write_csv(str(tmp_path), 50, seed=1)
   with open(path) as f:
     header = next(csv.reader(f))
-  assert header == [name for name, _ in F.RAW_COLUMNS]
+  assert header == [c.name for c in load_config(configs.CONFIG_PATH).columns]
   assert tuple(header) == taobao.COLUMNS
   assert ",".join(header) == (  # EasyRec aitm_on_taobao.config input_fields
       "clk,buy,pid,adgroup_id,cate_id,campaign_id,customer,brand,user_id,cms_segid,"
@@ -32,37 +33,39 @@ def test_columns_are_easyrec_taobao_order(tmp_path):
 
 
 def test_rates_are_realistic(generated):
-  cols, p_click, p_buy = generated
+  cols, truth = generated
+  p_click, p_buy = truth["clk"], truth["buy"]
   assert 0.04 < np.mean(cols["clk"]) < 0.06
   assert 0.0035 < np.mean(cols["buy"]) < 0.0065
   assert abs(p_click.mean() - 0.05) < 1e-3 and abs(p_buy.mean() - 0.005) < 1e-4
 
 
 def test_buy_implies_click(generated):
-  cols, _, p_buy = generated
+  cols, _ = generated
   clk, buy = np.array(cols["clk"]), np.array(cols["buy"])
   assert buy.sum() > 0
   assert np.all(clk[buy == 1] == 1)
 
 
 def test_labels_carry_learnable_signal(generated):
-  cols, p_click, p_buy = generated
-  assert _auc(cols["clk"], p_click) > 0.75
-  assert _auc(cols["buy"], p_buy) > 0.8
+  cols, truth = generated
+  assert _auc(cols["clk"], truth["clk"]) > 0.75
+  assert _auc(cols["buy"], truth["buy"]) > 0.8
 
 
 def test_ids_look_numeric_tags_split_and_values_go_missing(generated):
-  cols, _, _ = generated
+  cols, _ = generated
   assert all(v.isdigit() for v in cols["user_id"][:100])
   assert any("|" in v for v in cols["tag_category_list"])
   assert "" in cols["pvalue_level"] and "" in cols["tag_brand_list"]
-  assert all(float(p) > 0 for p in cols["price"][:100])
+  levels = np.array(cols["price"], int)
+  assert levels.min() >= 0 and levels.max() <= 49 and len(set(levels)) > 20
 
 
 def test_same_seed_same_data():
-  a, _, _ = taobao.generate(500, seed=5)
-  b, _, _ = taobao.generate(500, seed=5)
-  c, _, _ = taobao.generate(500, seed=6)
+  a, _ = taobao.generate(500, seed=5)
+  b, _ = taobao.generate(500, seed=5)
+  c, _ = taobao.generate(500, seed=6)
   assert a == b and a != c
 
 
@@ -72,3 +75,19 @@ def test_truth_file(tmp_path):
   values = np.loadtxt(truth, delimiter=",", skiprows=1)
   assert values.shape == (100, 2)
   assert np.all(values[:, 1] <= values[:, 0])
+
+
+def test_cart_step_sits_between_click_and_buy(tmp_path):
+  cols, truth = taobao.generate(100_000, seed=3, with_cart=True)
+  clk, cart, buy = (np.array(cols[c]) for c in ("clk", "cart", "buy"))
+  assert np.all(cart <= clk) and np.all(buy <= cart) and buy.sum() > 0
+  assert 0.01 < cart.mean() < 0.02
+  assert np.all(truth["buy"] <= truth["cart"] + 1e-12)
+  assert np.all(truth["cart"] <= truth["clk"] + 1e-12)
+  assert _auc(cart, truth["cart"]) > 0.8
+  # The purchase step is the same as without the cart step.
+  plain, _ = taobao.generate(100_000, seed=3)
+  assert plain["buy"] == cols["buy"]
+  path = taobao.write_csv(str(tmp_path), 10, seed=1, with_cart=True)
+  with open(path) as f:
+    assert next(csv.reader(f))[:3] == ["clk", "cart", "buy"]

@@ -3,10 +3,14 @@
 import json
 
 from kubeflow.runner import IMAGE_SCHEMA_PATH, compile_pipeline
+from models.config import load_config
+from pipeline import configs
 
 
 def test_compiles_a_pipeline_spec(tmp_path):
+  config = load_config(configs.CONFIG_PATH)
   path = compile_pipeline(
+      config=config,
       output_file=str(tmp_path / "aitm_pipeline.json"), image="registry.example/aitm-tfx:0.1.0",
       pipeline_root="gs://bucket/aitm/root", data_root="gs://bucket/aitm/data",
       serving_dir="gs://bucket/aitm/serving")
@@ -21,6 +25,10 @@ def test_compiles_a_pipeline_spec(tmp_path):
   assert "registry.example/aitm-tfx:0.1.0" in text
   assert "models.trainer.run_fn" in text and "models.preprocessing.preprocessing_fn" in text
   assert IMAGE_SCHEMA_PATH in text
+  # The config travels in the spec: all of it to the Trainer, its data part to Transform.
+  trainer, transform = json.dumps(tasks["Trainer"]), json.dumps(tasks["Transform"])
+  assert "cvr_aitm" in trainer and "compute_vocabulary" in trainer
+  assert "compute_vocabulary" in transform and "cvr_aitm" not in transform
   assert "gs://bucket/aitm/serving/aitm" in text
   assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/aitm/root"
   # Transform waits for the anomalies gate even though it reads none of its outputs.

@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import features as F
+from models.config import load_config
+from models.features import ColumnType
+from pipeline import configs
 
 pytestmark = pytest.mark.e2e
+CONFIG = load_config(configs.CONFIG_PATH)
+TASKS = [t.name for t in CONFIG.tasks]
 
 COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
               "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher"]
@@ -29,11 +33,12 @@ def eval_rows(pipeline_run):
 
 def _example(row):
   example = tf.train.Example()
-  for name, column_type in F.RAW_COLUMNS:
-    if name in F.LABELS or row[name] == "":
+  for column in CONFIG.columns:
+    name = column.name
+    if name in CONFIG.labels or row[name] == "":
       continue  # labels aren't needed to serve; empty = missing
-    if column_type is F.ColumnType.FLOAT:
-      example.features.feature[name].float_list.value.append(float(row[name]))
+    if column.type is ColumnType.INT:
+      example.features.feature[name].int64_list.value.append(int(row[name]))
     else:
       example.features.feature[name].bytes_list.value.append(row[name].encode())
   return example.SerializeToString()
@@ -41,14 +46,13 @@ def _example(row):
 
 def _raw_tensors(rows):
   out = {}
-  for name, column_type in F.RAW_COLUMNS:
-    if name in F.LABELS:
+  for column in CONFIG.columns:
+    if column.name in CONFIG.labels:
       continue
-    if column_type is F.ColumnType.FLOAT:
-      out[name] = tf.constant([float(r[name]) if r[name] else float("nan") for r in rows],
-                              tf.float32)
+    if column.type is ColumnType.INT:
+      out[column.name] = tf.constant([int(r[column.name]) for r in rows], tf.int64)
     else:
-      out[name] = tf.constant([r[name] for r in rows])
+      out[column.name] = tf.constant([r[column.name] for r in rows])
   return out
 
 
@@ -86,7 +90,7 @@ def test_example_gen_keeps_ids_as_strings(pipeline_run):
   feature = tf.train.Example.FromString(record.numpy()).features.feature
   assert feature["user_id"].bytes_list.value[0].isdigit()
   assert feature["adgroup_id"].bytes_list.value
-  assert feature["price"].float_list.value
+  assert feature["price"].int64_list.value
   assert feature["clk"].int64_list.value
 
 
@@ -95,17 +99,17 @@ def test_signatures_contract(pushed_model):
   _, inputs = default.structured_input_signature
   assert list(inputs) == ["examples"]
   assert inputs["examples"].dtype == tf.string and inputs["examples"].shape.as_list() == [None]
-  assert set(default.structured_outputs) == set(F.TASKS)
+  assert set(default.structured_outputs) == set(TASKS)
   _, raw_inputs = pushed_model.signatures["serving_raw"].structured_input_signature
-  assert set(raw_inputs) == set(F.FEATURE_COLUMNS)
-  assert raw_inputs["price"].dtype == tf.float32 and raw_inputs["user_id"].dtype == tf.string
+  assert set(raw_inputs) == set(CONFIG.feature_columns)
+  assert raw_inputs["price"].dtype == tf.int64 and raw_inputs["user_id"].dtype == tf.string
 
 
 def test_both_signatures_agree_and_give_probabilities(pushed_model, eval_rows):
   from_examples = pushed_model.signatures["serving_default"](
       examples=tf.constant([_example(r) for r in eval_rows]))
   from_raw = pushed_model.signatures["serving_raw"](**_raw_tensors(eval_rows))
-  for task in F.TASKS:
+  for task in TASKS:
     a, b = from_examples[task].numpy(), from_raw[task].numpy()
     assert a.shape == (len(eval_rows),) and a.dtype == np.float32
     assert np.all((a >= 0) & (a <= 1))
@@ -119,9 +123,27 @@ def test_missing_fields_are_allowed_at_serving(pushed_model):
   only_pid.features.feature["pid"].bytes_list.value.append(b"430548_1007")
   out = pushed_model.signatures["serving_default"](
       examples=tf.constant([only_pid.SerializeToString(), b""]))
-  for task in F.TASKS:
+  for task in TASKS:
     values = out[task].numpy()
     assert values.shape == (2,) and np.all(np.isfinite(values))
+
+
+def test_trainer_logs_each_loss_term_and_a_summary(pipeline_run):
+  import json
+  from tensorboard.backend.event_processing import event_accumulator
+  run_dir = pipeline_run.first.model_run_uri
+  with open(os.path.join(run_dir, "training_summary.json")) as f:
+    summary = json.load(f)
+  assert summary["model_name"] == "AITM" and summary["parameters"] > 1_000_000
+  assert set(summary["eval_auc"]) == set(TASKS) and summary["best_epoch"] >= 1
+  events = event_accumulator.EventAccumulator(os.path.join(run_dir, "train"),
+                                              size_guidance={"tensors": 0})
+  events.Reload()
+  tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+  for term in ("epoch_loss", "epoch_ctr_loss", "epoch_cvr_loss",
+               "epoch_cvr_order_calibrate_loss", "epoch_embedding_regularization_loss",
+               "epoch_l2_regularization_loss"):
+    assert term in tags, sorted(tags)
 
 
 def test_second_run_is_served_from_the_cache(pipeline_run):

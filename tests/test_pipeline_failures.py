@@ -6,6 +6,8 @@ import re
 import pytest
 
 from datagen import taobao
+from models.config import load_config
+from pipeline import configs
 from pipeline.local_runner import run_local
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +22,7 @@ def _rewrite(path, change):
 
 
 def _run(tmp_path):
-  return run_local(data_root=str(tmp_path / "data"), pipeline_root=str(tmp_path / "pipeline"),
+  return run_local(config=load_config(configs.CONFIG_PATH), data_root=str(tmp_path / "data"), pipeline_root=str(tmp_path / "pipeline"),
                    serving_dir=str(tmp_path / "serving"))
 
 
@@ -28,13 +30,13 @@ def test_non_numeric_price_fails_in_example_gen_and_pushes_nothing(tmp_path):
   path = taobao.write_csv(str(tmp_path / "data"), 300, seed=2)
 
   def break_price(lines):
-    lines[57] = lines[57].rsplit(",", 1)[0] + ",12.5EUR"
+    lines[57] = lines[57].rsplit(",", 1)[0] + ",12EUR"
     return lines
 
   _rewrite(path, break_price)
   with pytest.raises(Exception) as failure:
     _run(tmp_path)
-  assert re.search(r"Bad input in .*data\.csv, line 58, field 'price': '12\.5EUR' is not a number", str(failure.value))
+  assert re.search(r"Bad input in .*data\.csv, line 58, field 'price': '12EUR' is not an integer", str(failure.value))
   assert not os.path.exists(tmp_path / "serving")
 
 

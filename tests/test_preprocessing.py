@@ -10,18 +10,20 @@ from tensorflow_transform.tf_metadata import schema_utils
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from models import features as F
-from models.preprocessing import preprocessing_fn, tag_ids
+from models.config import load_config, parse_config
+from models.features import ColumnType, Encoding, Feature
+from models.preprocessing import CONFIG_KEY, encode_feature, preprocessing_fn, tag_ids
 from pipeline import configs
 
+CONFIG = load_config(configs.CONFIG_PATH)
 ROWS = [
-    {"pid": "430548_1007", "user_id": "1000001", "age_level": "3", "price": 10.0,
+    {"pid": "430548_1007", "user_id": "1000001", "age_level": "3", "price": 10,
      "tag_category_list": "1001|1002|1003", "tag_brand_list": "", "clk": 1, "buy": 1},
-    {"pid": "430539_1007", "user_id": "1000002", "age_level": "3", "price": 200.0,
+    {"pid": "430539_1007", "user_id": "1000002", "age_level": "3", "price": 49,
      "tag_category_list": "1001", "tag_brand_list": "700001", "clk": 1, "buy": 0},
     {"pid": "430548_1007", "user_id": "1000001", "age_level": "", "price": None,
      "tag_category_list": "", "tag_brand_list": "700002|700003", "clk": 0, "buy": 0},
-    {"pid": "430548_1007", "user_id": "", "age_level": "5", "price": 50.0,
+    {"pid": "430548_1007", "user_id": "", "age_level": "5", "price": 0,
      "tag_category_list": "1002", "tag_brand_list": "", "clk": 0, "buy": 0},
 ]
 
@@ -29,16 +31,16 @@ ROWS = [
 def _instance(row):
   """A raw row as tf.Transform's instance dict: VarLen features are lists."""
   out = {}
-  for name, column_type in F.RAW_COLUMNS:
-    value = row.get(name, "x")
-    if name in F.LABELS:
-      out[name] = [value]
+  for column in CONFIG.columns:
+    value = row.get(column.name, "x")
+    if column.name in CONFIG.labels:
+      out[column.name] = [value]
     elif value is None or value == "":
-      out[name] = []
-    elif column_type is F.ColumnType.FLOAT:
-      out[name] = [float(value)]
+      out[column.name] = []
+    elif column.type is ColumnType.INT:
+      out[column.name] = [int(value)]
     else:
-      out[name] = [value.encode()]
+      out[column.name] = [value.encode()]
   return out
 
 
@@ -48,14 +50,18 @@ def transformed():
   metadata = schema_utils.schema_as_feature_spec(schema).feature_spec
   from tensorflow_transform.tf_metadata import dataset_metadata
   raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(metadata)
+
+  def fn(inputs):  # as the Transform component calls it, with its custom_config
+    return preprocessing_fn(inputs, {CONFIG_KEY: CONFIG.data_text()})
+
   with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
     (data, _), _ = ([_instance(r) for r in ROWS], raw_metadata) | \
-        tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
+        tft_beam.AnalyzeAndTransformDataset(fn)
   return data
 
 
 def test_every_feature_and_label_comes_out(transformed):
-  assert set(transformed[0]) == {f.name for f in F.FEATURES} | set(F.LABELS)
+  assert set(transformed[0]) == {f.name for f in CONFIG.features} | set(CONFIG.labels)
 
 
 def test_hashed_ids_are_stable_and_in_range(transformed):
@@ -79,10 +85,8 @@ def test_tag_lists_become_padded_id_lists(transformed):
   assert (np.array(transformed[0]["tag_brand_list"]) == 0).all()
 
 
-def test_price_is_bucketized_and_missing_gets_its_own_bucket(transformed):
-  buckets = [t["price"] for t in transformed]
-  assert buckets[2] == 50
-  assert buckets[0] < buckets[3] <= buckets[1] < 50
+def test_price_level_is_its_own_id_and_missing_gets_the_next(transformed):
+  assert [t["price"] for t in transformed] == [10, 49, 50, 0]
 
 
 def test_labels_stay_raw(transformed):
@@ -94,3 +98,37 @@ def test_tag_ids_truncate_long_lists():
   ids = tag_ids(tf.constant(["|".join(str(i) for i in range(20)), "a||b"]), 100, 8, "|")
   assert ids.shape == (2, 8)
   assert int(tf.reduce_sum(tf.cast(ids[1] > 0, tf.int32))) == 2  # empty tags dropped
+
+
+def _encode(feature, values, column_type):
+  return encode_feature(feature, tf.constant(values), column_type).numpy().tolist()
+
+
+def test_identity_ids_outside_the_range_share_the_oov_id():
+  price = Feature("price", "price", Encoding.IDENTITY, buckets=50, embedding_dim=4)
+  assert _encode(price, [0, 49, 50, -3], ColumnType.INT) == [0, 49, 50, 50]
+
+
+def test_vocab_list_and_boundaries():
+  gender = Feature("g", "g", Encoding.VOCAB_LIST, embedding_dim=4, vocabulary=("1", "2"))
+  assert _encode(gender, ["2", "1", "", "9"], ColumnType.STRING) == [1, 0, 2, 2]
+  price = Feature("p", "p", Encoding.BOUNDARIES, embedding_dim=4, boundaries=(10.0, 100.0))
+  assert _encode(price, [5.0, 10.0, 500.0, float("nan")], ColumnType.FLOAT) == [0, 1, 2, 3]
+  raw = Feature("p", "p", Encoding.RAW)
+  assert _encode(raw, [2.5, float("nan")], ColumnType.FLOAT) == [2.5, 0.0]
+
+
+def test_hashing_an_int_column_hashes_its_digits():
+  ids = Feature("i", "i", Encoding.HASH, buckets=1000, embedding_dim=4)
+  as_int = _encode(ids, [123, 7], ColumnType.INT)
+  as_text = _encode(ids, ["123", "7"], ColumnType.STRING)
+  assert as_int == as_text
+
+
+def test_features_follow_the_config():
+  """A config change (hashing instead of a vocabulary) changes what Transform does."""
+  text = CONFIG.text.replace(
+      'input_names: "age_level" feature_type: IdFeature embedding_dim: 16 compute_vocabulary: true',
+      'input_names: "age_level" feature_type: IdFeature embedding_dim: 16 hash_bucket_size: 7')
+  age = next(f for f in parse_config(text).features if f.name == "age_level")
+  assert age.encoding is Encoding.HASH and age.buckets == 7

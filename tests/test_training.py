@@ -1,6 +1,10 @@
 import pytest
 
-from models.training import TARGET_STEPS, TrainingConfig
+import os
+
+from models.config import load_config
+from models.training import TARGET_STEPS, TrainingConfig, learning_rate, make_optimizer
+from pipeline import configs
 
 
 def test_small_data_gets_small_batches_and_more_epochs():
@@ -20,6 +24,7 @@ def test_explicit_settings_win():
 @pytest.mark.parametrize("values, message", [
     ({"learning_rte": 0.1}, "unknown training settings: \\['learning_rte'\\]"),
     ({"learning_rate": 0}, "learning_rate must be positive"),
+    ({"num_steps": 0}, "num_steps must be positive"),
     ({"batch_size": -1}, "batch_size must be positive"),
 ])
 def test_bad_settings_are_refused(values, message):
@@ -30,3 +35,39 @@ def test_bad_settings_are_refused(values, message):
 def test_empty_train_split_is_refused():
   with pytest.raises(ValueError, match="train split is empty"):
     TrainingConfig().sized_for(0)
+
+
+def test_easyrec_settings_are_read_as_named():
+  reference = load_config(os.path.join(configs.PROJECT_DIR, "configs",
+                                       "easyrec_aitm_on_taobao.config"))
+  config = TrainingConfig.from_config(reference.proto).sized_for(100_000)
+  assert config.batch_size == 4096 and config.num_steps == 500
+  # 25 steps an epoch: 20 epochs cover the 500 steps; an epoch never exceeds num_steps.
+  assert config.max_epochs == 20 and config.steps_per_epoch(100_000) == 25
+  assert config.steps_per_epoch(10_000_000) == 500
+  optimizer = make_optimizer(reference.proto.train_config)
+  assert type(optimizer).__name__ == "Adam"
+  assert float(optimizer.learning_rate) == pytest.approx(1e-4)
+
+
+def test_the_default_config_leaves_sizing_to_the_data_and_overrides_win():
+  default = load_config(configs.CONFIG_PATH)
+  config = TrainingConfig.from_config(default.proto).sized_for(16_000)
+  assert (config.batch_size, config.num_steps) == (256, None)
+  assert float(make_optimizer(default.proto.train_config).learning_rate) == pytest.approx(3e-4)
+  overridden = TrainingConfig.from_config(default.proto, {"batch_size": 64, "learning_rate": 0.01})
+  assert overridden.batch_size == 64
+  assert float(make_optimizer(default.proto.train_config, overridden.learning_rate)
+               .learning_rate) == pytest.approx(0.01)
+
+
+def test_exponential_decay_keeps_its_floor():
+  from models.config import parse_config
+  text = open(configs.CONFIG_PATH).read().replace(
+      "constant_learning_rate { learning_rate: 0.0003 }",
+      "exponential_decay_learning_rate { initial_learning_rate: 0.01 decay_steps: 10 "
+      "decay_factor: 0.5 min_learning_rate: 0.001 }")
+  schedule = learning_rate(parse_config(text).proto.train_config)
+  assert float(schedule(0)) == pytest.approx(0.01)
+  assert float(schedule(10)) == pytest.approx(0.005)
+  assert float(schedule(1000)) == pytest.approx(0.001)

@@ -1,28 +1,29 @@
-"""Parses Taobao CSV rows into tf.Examples, refusing bad input with its place named.
+"""Parses CSV rows into tf.Examples, refusing bad input with its place named.
 
 TFX's CsvExampleGen infers each column's type from the data, so an id column
 of digits becomes INT and a price column with one typo becomes STRING. Here
-the types are declared (`models.features.RAW_COLUMNS`) and a value that
-doesn't fit stops the run with file, line and field.
+the types are declared (the config's `data_config.input_fields`) and a value
+that doesn't fit stops the run with file, line and field. The labels
+(`label_fields`, in funnel order) must be 0 or 1, and a step can't be 1 where
+the step before it is 0.
 """
 
 import csv
 import io
 import math
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Sequence
 
 import tensorflow as tf
 
-from models import features as F
+from models.features import Column, ColumnType
 
 
 class BadInputError(ValueError):
   """Raised for input that would otherwise train a silently bad model."""
 
 
-def check_header(path: str, header: Sequence[str],
-                 columns: Sequence[Tuple[str, F.ColumnType]] = F.RAW_COLUMNS) -> None:
-  expected = [name for name, _ in columns]
+def check_header(path: str, header: Sequence[str], columns: Sequence[Column]) -> None:
+  expected = [c.name for c in columns]
   missing = [c for c in expected if c not in header]
   unexpected = [c for c in header if c not in expected]
   if missing or unexpected or len(set(header)) != len(header):
@@ -43,8 +44,7 @@ def _bad(path, line, field, message):
 
 
 def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[str],
-                   columns: Sequence[Tuple[str, F.ColumnType]] = F.RAW_COLUMNS
-                   ) -> tf.train.Example:
+                   columns: Sequence[Column], labels: Sequence[str]) -> tf.train.Example:
   """One CSV record -> tf.Example; an empty cell is a missing feature."""
   if len(row) != len(header):
     raise BadInputError(
@@ -53,17 +53,18 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
   cells = dict(zip(header, row))
   example = tf.train.Example()
   feature = example.features.feature
-  for name, column_type in columns:
+  for column in columns:
+    name, column_type = column.name, column.type
     value = cells[name].strip()
-    if name in F.LABELS:
+    if name in labels:
       if value not in ("0", "1"):
         raise _bad(path, line, name, f"label must be 0 or 1, got {value!r}")
       feature[name].int64_list.value.append(int(value))
     elif not value:
       continue
-    elif column_type is F.ColumnType.STRING:
+    elif column_type is ColumnType.STRING:
       feature[name].bytes_list.value.append(value.encode("utf-8"))
-    elif column_type is F.ColumnType.FLOAT:
+    elif column_type is ColumnType.FLOAT:
       try:
         number = float(value)
       except ValueError:
@@ -76,17 +77,16 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
         feature[name].int64_list.value.append(int(value))
       except ValueError:
         raise _bad(path, line, name, f"{value!r} is not an integer") from None
-  labels = {task: feature[label].int64_list.value[0] for task, label in F.TASKS.items()}
-  steps = list(F.TASKS.items())
-  for (prev_task, prev_label), (task, label) in zip(steps, steps[1:]):
-    if labels[task] > labels[prev_task]:
+  for prev_label, label in zip(labels, labels[1:]):
+    if feature[label].int64_list.value[0] > feature[prev_label].int64_list.value[0]:
       raise _bad(path, line, label,
                  f"{label}=1 but {prev_label}=0: a funnel step can't happen without "
                  f"the one before it")
   return example
 
 
-def read_examples(path: str, text: io.TextIOBase) -> Iterator[tf.train.Example]:
+def read_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
+                  labels: Sequence[str]) -> Iterator[tf.train.Example]:
   """All records of one CSV file with a header."""
   reader = csv.reader(text, strict=True)
   try:
@@ -96,7 +96,7 @@ def read_examples(path: str, text: io.TextIOBase) -> Iterator[tf.train.Example]:
   except csv.Error as e:
     raise BadInputError(f"Bad input in {path}, line 1 (header): {e}") from None
   header = [h.strip() for h in header]
-  check_header(path, header)
+  check_header(path, header, columns)
   while True:
     try:
       row = next(reader)
@@ -106,4 +106,4 @@ def read_examples(path: str, text: io.TextIOBase) -> Iterator[tf.train.Example]:
       raise BadInputError(f"Bad input in {path}, line {reader.line_num}: {e}") from None
     if not row:
       continue
-    yield row_to_example(path, reader.line_num, header, row)
+    yield row_to_example(path, reader.line_num, header, row, columns, labels)

@@ -1,4 +1,8 @@
-"""Executor of the typed CSV ExampleGen: FileBasedExampleGen(custom_executor_spec=...)."""
+"""Executor of the typed CSV ExampleGen: FileBasedExampleGen(custom_executor_spec=...).
+
+The columns and labels come from the config's data_config, handed over as
+`custom_config` (see `example_gen_custom_config`).
+"""
 
 import io
 import os
@@ -7,23 +11,49 @@ from typing import Any, Dict
 
 import apache_beam as beam
 import tensorflow as tf
+from google.protobuf import wrappers_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
 from components.csv_example_gen.csv_parser import BadInputError, read_examples
+from models.config import PipelineConfig, parse_config
 
 _PROGRESS_EVERY = 50_000
+
+
+def example_gen_custom_config(config: PipelineConfig) -> example_gen_pb2.CustomConfig:
+  """The config's data part, packed for FileBasedExampleGen(custom_config=...)."""
+  custom = example_gen_pb2.CustomConfig()
+  custom.custom_config.Pack(wrappers_pb2.StringValue(value=config.data_text()))
+  return custom
+
+
+def _config_from(exec_properties: Dict[str, Any]) -> PipelineConfig:
+  custom = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+  if isinstance(custom, str):
+    custom = proto_utils.json_to_proto(custom, example_gen_pb2.CustomConfig())
+  text = wrappers_pb2.StringValue()
+  if custom is None or not custom.custom_config.Unpack(text):
+    raise ValueError("the CSV ExampleGen needs the config: "
+                     "custom_config=example_gen_custom_config(config)")
+  return parse_config(text.value, source="ExampleGen custom_config", require_model=False)
 
 
 class _ReadCsvFile(beam.DoFn):
   """One CSV file path -> its tf.Examples, in order, with progress lines."""
 
+  def __init__(self, columns, labels):
+    super().__init__()
+    self.columns, self.labels = columns, labels
+
   def process(self, path: str):
     start, count = time.time(), 0
     with beam.io.filesystems.FileSystems.open(path) as raw:
       text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-      for example in read_examples(path, text):
+      for example in read_examples(path, text, self.columns, self.labels):
         count += 1
         if count % _PROGRESS_EVERY == 0:
           print(f"  [ExampleGen] {os.path.basename(path)}: {count:,} rows "
@@ -42,9 +72,10 @@ def _CsvToTypedExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   files = sorted(fileio.glob(pattern))
   if not files:
     raise BadInputError(f"Bad input: no CSV files match {pattern}")
+  config = _config_from(exec_properties)
   return (pipeline
           | "CsvFiles" >> beam.Create(files)
-          | "ParseRows" >> beam.ParDo(_ReadCsvFile()))
+          | "ParseRows" >> beam.ParDo(_ReadCsvFile(config.columns, config.labels)))
 
 
 class Executor(BaseExampleGenExecutor):

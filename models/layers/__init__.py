@@ -1,7 +1,9 @@
 """Keras layers of the model library; each registered for SavedModel round trips."""
 
 from models.layers.aitm_tower import AITMTower
+from models.layers.feature_embeddings import FeatureEmbeddings
 from models.layers.mlp import MLP
-from models.layers.tag_embedding import TagEmbedding
+from models.layers.mmoe import MMoE
+from models.layers.ple import PLE
 
-__all__ = ["AITMTower", "MLP", "TagEmbedding"]
+__all__ = ["AITMTower", "FeatureEmbeddings", "MLP", "MMoE", "PLE"]

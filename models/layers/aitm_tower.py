@@ -12,7 +12,7 @@ representation z_{t-1}:
 h1, h2, h3 are linear projections to k = `project_dim` (default: q_t's width).
 """
 
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -28,19 +28,25 @@ class AITMTower(tf.keras.layers.Layer):
   through the shared transfer MLP, whose last width must equal d. With
   `stop_gradient` (EasyRec's default) the current task's loss does not train
   the preceding towers through the transfer.
+
+  `transfer_mlp` is the MLP's hidden units, or a dict of `MLP` arguments.
+  `l2_reg` applies to the projections (and to the transfer MLP unless its
+  dict says otherwise).
   """
 
-  def __init__(self, transfer_units: Sequence[int], project_dim: Optional[int] = None,
-               stop_gradient: bool = True, use_bn: bool = True, l2_reg: float = 0.0,
-               **kwargs):
+  def __init__(self, transfer_mlp: Union[Sequence[int], Dict[str, Any]],
+               project_dim: Optional[int] = None, stop_gradient: bool = True,
+               l2_reg: float = 0.0, **kwargs):
     super().__init__(**kwargs)
-    self.transfer_units = [int(u) for u in transfer_units]
+    options = (dict(transfer_mlp) if isinstance(transfer_mlp, dict)
+               else {"hidden_units": [int(u) for u in transfer_mlp]})
+    options.setdefault("l2_reg", l2_reg)
+    self.transfer_options = options
+    self.transfer_units = [int(u) for u in options["hidden_units"]]
     self.project_dim = project_dim
     self.stop_gradient = stop_gradient
-    self.use_bn = use_bn
     self.l2_reg = l2_reg
-    self.transfer_mlp = MLP(self.transfer_units, use_bn=use_bn, l2_reg=l2_reg,
-                            name="transfer_mlp")
+    self.transfer_mlp = MLP(name="transfer_mlp", **options)
 
   def build(self, input_shape):
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) < 2:
@@ -77,7 +83,6 @@ class AITMTower(tf.keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(transfer_units=self.transfer_units, project_dim=self.project_dim,
-                  stop_gradient=self.stop_gradient, use_bn=self.use_bn,
-                  l2_reg=self.l2_reg)
+    config.update(transfer_mlp=self.transfer_options, project_dim=self.project_dim,
+                  stop_gradient=self.stop_gradient, l2_reg=self.l2_reg)
     return config

@@ -1,0 +1,505 @@
+"""Read an EasyRec config once, check it whole, and hand out plain objects.
+
+`load_config(path)` parses protobuf text format against `messages` (unknown
+fields and wrong types fail there, with line and column), then checks what
+the parser can't: names that must exist, the backbone DAG, towers against
+output blocks, losses against towers. Every error is a `ConfigError` naming
+the file, the line and the field. Nothing here imports TensorFlow, so a bad
+config is refused before any work starts.
+"""
+
+import dataclasses
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from google.protobuf import text_format
+
+from models.config import messages
+from models.features import Column, ColumnType, Encoding, Feature
+
+# keras_layer.class_name -> the params field it takes (models.backbone builds them).
+LAYER_PARAMS = {"MLP": "mlp", "AITMTower": "aitm", "MMoE": "mmoe", "PLE": "ple"}
+# Layers that return one output per task; a consumer picks one with input_slice "[i]".
+MULTI_OUTPUT_LAYERS = ("MMoE", "PLE")
+
+_FIELD_TYPES = {
+    "INT32": ColumnType.INT, "INT64": ColumnType.INT, "STRING": ColumnType.STRING,
+    "FLOAT": ColumnType.FLOAT, "DOUBLE": ColumnType.FLOAT,
+}
+
+
+class ConfigError(ValueError):
+  """A config that can't be run; the message names file, line and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One task tower, in `model_params.task_towers` order (the funnel order)."""
+  name: str
+  label: str
+  output_block: str
+  output_index: Optional[int]        # which output of a multi-output block
+  classification_weight: float       # tower weight x loss weight
+  calibration_weight: float          # 0 when the tower has no ORDER_CALIBRATE_LOSS
+  calibrate_against: Tuple[str, ...]  # towers p_t must not exceed
+  conditional_on: Optional[str]      # ESMM: output = p(head) x p(that tower)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """A checked config. `text` is what components receive; `proto` the parsed message."""
+  text: str
+  source: str
+  proto: object
+  columns: Tuple[Column, ...]
+  labels: Tuple[str, ...]
+  features: Tuple[Feature, ...]
+  tasks: Tuple[Task, ...]
+
+  @property
+  def column_types(self) -> Dict[str, ColumnType]:
+    return {c.name: c.type for c in self.columns}
+
+  @property
+  def feature_columns(self) -> Tuple[str, ...]:
+    """Raw columns a prediction request carries: every column but the labels."""
+    return tuple(c.name for c in self.columns if c.name not in self.labels)
+
+  @property
+  def task_labels(self) -> Dict[str, str]:
+    return {t.name: t.label for t in self.tasks}
+
+  @property
+  def has_model(self) -> bool:
+    return self.proto.HasField("model_config")
+
+  def data_text(self) -> str:
+    """Only `data_config` and the features: all that ExampleGen and Transform read,
+    so a model-only change keeps their cached outputs."""
+    subset = messages.EasyRecConfig()
+    subset.data_config.CopyFrom(self.proto.data_config)
+    subset.feature_config.features.extend(_feature_protos(self.proto))
+    return text_format.MessageToString(subset)
+
+
+def load_config(path: str) -> PipelineConfig:
+  try:
+    with open(path) as f:
+      text = f.read()
+  except OSError as e:
+    raise ConfigError(f"{path}: can't read the config: {e.strerror}") from None
+  return parse_config(text, source=path)
+
+
+def parse_config(text: str, source: str = "<config>", require_model: bool = True
+                 ) -> PipelineConfig:
+  proto = messages.EasyRecConfig()
+  try:
+    text_format.Parse(text, proto)
+  except text_format.ParseError as e:
+    raise ConfigError(f"{source}:{e} ") from None
+  where = _Locator(text, source)
+  columns, labels = _check_data(proto, where)
+  features = _check_features(proto, columns, labels, where)
+  tasks: Tuple[Task, ...] = ()
+  if require_model or proto.HasField("model_config"):
+    if not proto.HasField("model_config"):
+      raise ConfigError(f"{source}: model_config is missing")
+    tasks = _check_model(proto.model_config, features, labels, where)
+  _check_training(proto, where)
+  return PipelineConfig(text=text, source=source, proto=proto, columns=columns,
+                        labels=labels, features=features, tasks=tasks)
+
+
+class _Locator:
+  """Finds the line a field was written on, for errors the parser can't see."""
+
+  def __init__(self, text: str, source: str):
+    self.lines = text.splitlines()
+    self.source = source
+
+  def error(self, field: str, message: str, value: Optional[str] = None) -> ConfigError:
+    pattern = re.compile(r"\b%s\s*:?\s*(\[[^\]]*)?%s" % (
+        re.escape(field), r'["\']?' + re.escape(value) + r'["\']?' if value else ""))
+    for number, line in enumerate(self.lines, start=1):
+      if pattern.search(line.split("#")[0]):
+        return ConfigError(f"{self.source}:{number}: {field}: {message}")
+    return ConfigError(f"{self.source}: {field}: {message}")
+
+
+# --- data_config --------------------------------------------------------------
+
+def _check_data(proto, where) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
+  data = proto.data_config
+  if not data.input_fields:
+    raise where.error("data_config", "needs input_fields (the CSV columns, in file order)")
+  columns, seen = [], set()
+  for field in data.input_fields:
+    name = field.input_name
+    if not name:
+      raise where.error("input_fields", "an input field has no input_name")
+    if name in seen:
+      raise where.error("input_name", "appears twice in data_config.input_fields", name)
+    seen.add(name)
+    type_name = messages.ENUMS["FieldType"][field.input_type]
+    if type_name not in _FIELD_TYPES:
+      raise where.error("input_type", f"{type_name} is not supported for '{name}'; "
+                        f"use one of {sorted(_FIELD_TYPES)}", type_name)
+    columns.append(Column(name, _FIELD_TYPES[type_name]))
+  if data.separator != ",":
+    raise where.error("separator", "only ',' separated CSV is read")
+  if not data.label_fields:
+    raise where.error("data_config", "needs label_fields")
+  types = {c.name: c.type for c in columns}
+  for label in data.label_fields:
+    if label not in types:
+      raise where.error("label_fields", f"'{label}' is not one of data_config.input_fields",
+                        label)
+    if types[label] is not ColumnType.INT:
+      raise where.error("label_fields", f"'{label}' must be an INT32/INT64 input field "
+                        "holding 0 or 1", label)
+  if data.HasField("batch_size") and data.batch_size == 0:
+    raise where.error("batch_size", "must be positive")
+  return tuple(columns), tuple(data.label_fields)
+
+
+# --- feature_config -----------------------------------------------------------
+
+def _feature_protos(proto):
+  return list(proto.feature_config.features) + list(proto.feature_configs)
+
+
+def _check_features(proto, columns, labels, where) -> Tuple[Feature, ...]:
+  types = {c.name: c.type for c in columns}
+  features, names = [], set()
+  specs = _feature_protos(proto)
+  if not specs:
+    raise where.error("feature_config", "no features are defined")
+  for spec in specs:
+    if len(spec.input_names) != 1:
+      raise where.error("input_names", "a feature reads exactly one input column "
+                        f"(got {list(spec.input_names)})")
+    column = spec.input_names[0]
+    name = spec.feature_name or column
+    kind = messages.ENUMS["FeatureType"][spec.feature_type]
+    if column not in types:
+      raise where.error("input_names", f"'{column}' is not one of data_config.input_fields",
+                        column)
+    if column in labels:
+      raise where.error("input_names", f"'{column}' is a label, not a feature", column)
+    if name in names:
+      raise where.error("feature_name", f"feature '{name}' is defined twice", name)
+    if name in labels:
+      raise where.error("feature_name", f"'{name}' is also a label name", name)
+    names.add(name)
+    if spec.vocab_file:
+      raise where.error("vocab_file", "is not supported: list the values in vocab_list, "
+                        "or set compute_vocabulary: true to learn them in Transform")
+    if spec.combiner != "mean":
+      raise where.error("combiner", f"only 'mean' is supported (feature '{name}')")
+    features.append(_feature(spec, name, column, kind, types[column], where))
+  return tuple(features)
+
+
+def _feature(spec, name, column, kind, column_type, where) -> Feature:
+  def need_dim():
+    if spec.embedding_dim <= 0:
+      raise where.error("embedding_dim", f"feature '{name}' needs a positive embedding_dim")
+    return int(spec.embedding_dim)
+
+  if kind == "IdFeature":
+    ways = [w for w, on in (("hash_bucket_size", spec.hash_bucket_size > 0),
+                            ("num_buckets", spec.num_buckets > 0),
+                            ("vocab_list", bool(spec.vocab_list)),
+                            ("compute_vocabulary", spec.compute_vocabulary)) if on]
+    if len(ways) != 1:
+      raise where.error("feature_type", f"IdFeature '{name}' needs exactly one of "
+                        "hash_bucket_size, num_buckets, vocab_list, compute_vocabulary "
+                        f"(got {ways or 'none'})", "IdFeature")
+    dim = need_dim()
+    if ways[0] == "hash_bucket_size":
+      return Feature(name, column, Encoding.HASH, int(spec.hash_bucket_size), dim)
+    if ways[0] == "num_buckets":
+      if column_type is not ColumnType.INT:
+        raise where.error("num_buckets", f"feature '{name}': num_buckets takes the integer "
+                          f"value as the id, but column '{column}' is {column_type.value}")
+      return Feature(name, column, Encoding.IDENTITY, int(spec.num_buckets), dim)
+    if ways[0] == "vocab_list":
+      return Feature(name, column, Encoding.VOCAB_LIST, 1, dim,
+                     vocabulary=tuple(spec.vocab_list))
+    if spec.num_oov_buckets == 0:
+      raise where.error("num_oov_buckets", f"feature '{name}' needs at least one OOV bucket")
+    return Feature(name, column, Encoding.VOCABULARY, int(spec.num_oov_buckets), dim)
+  if kind == "TagFeature":
+    if spec.hash_bucket_size <= 0:
+      raise where.error("feature_type", f"TagFeature '{name}' needs hash_bucket_size",
+                        "TagFeature")
+    if column_type is not ColumnType.STRING:
+      raise where.error("input_names", f"TagFeature '{name}' reads a STRING column", column)
+    if not spec.separator or spec.max_tags <= 0:
+      raise where.error("separator", f"TagFeature '{name}' needs a separator and max_tags > 0")
+    return Feature(name, column, Encoding.TAGS, int(spec.hash_bucket_size), need_dim(),
+                   separator=spec.separator, max_tags=int(spec.max_tags))
+  # RawFeature
+  if column_type is ColumnType.STRING:
+    raise where.error("input_names", f"RawFeature '{name}' reads a numeric column", column)
+  if spec.boundaries:
+    bounds = tuple(float(b) for b in spec.boundaries)
+    if list(bounds) != sorted(set(bounds)):
+      raise where.error("boundaries", f"feature '{name}': boundaries must increase")
+    return Feature(name, column, Encoding.BOUNDARIES, len(bounds) + 1, need_dim(),
+                   boundaries=bounds)
+  if spec.embedding_dim:
+    raise where.error("embedding_dim", f"RawFeature '{name}' without boundaries is fed as "
+                      "its value; give boundaries to embed it")
+  return Feature(name, column, Encoding.RAW)
+
+
+# --- model_config -------------------------------------------------------------
+
+def _check_model(model, features, labels, where) -> Tuple[Task, ...]:
+  if model.model_class != "MultiTaskModel":
+    raise where.error("model_class", f"'{model.model_class}' is not supported: describe the "
+                      "model as a backbone with model_class: \"MultiTaskModel\"",
+                      model.model_class)
+  feature_names = {f.name for f in features}
+  groups = set()
+  if not model.feature_groups:
+    raise where.error("model_config", "needs at least one feature_groups")
+  for group in model.feature_groups:
+    if not group.group_name or group.group_name in groups:
+      raise where.error("group_name", "feature groups need distinct names",
+                        group.group_name or None)
+    groups.add(group.group_name)
+    if messages.ENUMS["WideOrDeep"][group.wide_deep] != "DEEP":
+      raise where.error("wide_deep", f"group '{group.group_name}': only DEEP groups are "
+                        "supported")
+    if not group.feature_names:
+      raise where.error("group_name", "has no feature_names", group.group_name)
+    for name in group.feature_names:
+      if name not in feature_names:
+        raise where.error("feature_names", f"group '{group.group_name}': '{name}' is not a "
+                          "feature in feature_config", name)
+
+  outputs = _check_backbone(model.backbone, groups, where)
+  return _check_towers(model, outputs, labels, where)
+
+
+def _check_backbone(backbone, groups, where) -> Dict[str, int]:
+  """Checks the DAG; returns block name -> number of outputs."""
+  blocks = {}
+  if not backbone.blocks:
+    raise where.error("backbone", "needs blocks")
+  for block in backbone.blocks:
+    if not block.name:
+      raise where.error("blocks", "a block has no name")
+    if block.name in blocks or block.name in groups:
+      raise where.error("name", f"block name '{block.name}' is used twice (block or feature "
+                        "group)", block.name)
+    blocks[block.name] = block
+  arity = {}
+  for block in backbone.blocks:
+    if not block.HasField("keras_layer"):
+      raise where.error("name", f"block '{block.name}' needs a keras_layer", block.name)
+    layer = block.keras_layer
+    if layer.class_name not in LAYER_PARAMS:
+      raise where.error("class_name", f"block '{block.name}': unknown layer "
+                        f"'{layer.class_name}'; known: {sorted(LAYER_PARAMS)}",
+                        layer.class_name)
+    params = layer.WhichOneof("params")
+    if params != LAYER_PARAMS[layer.class_name]:
+      raise where.error("class_name", f"block '{block.name}': {layer.class_name} takes its "
+                        f"settings in '{LAYER_PARAMS[layer.class_name]} {{ }}', got "
+                        f"{params or 'none'}", layer.class_name)
+    if not block.inputs:
+      raise where.error("name", f"block '{block.name}' has no inputs", block.name)
+    for item in block.inputs:
+      source = item.WhichOneof("name")
+      if source is None:
+        raise where.error("inputs", f"block '{block.name}': an input names neither a "
+                          "feature_group_name nor a block_name")
+      value = getattr(item, source)
+      if source == "feature_group_name" and value not in groups:
+        raise where.error(source, f"block '{block.name}': no feature group '{value}'", value)
+      if source == "block_name" and value not in blocks:
+        raise where.error(source, f"block '{block.name}': no block '{value}'", value)
+      if item.input_slice and not re.fullmatch(r"\[\d+\]", item.input_slice):
+        raise where.error("input_slice", f"block '{block.name}': input_slice must look like "
+                          f"\"[0]\", got '{item.input_slice}'", item.input_slice)
+    if layer.class_name == "AITMTower":
+      if len(block.inputs) < 2 or not block.merge_inputs_into_list:
+        raise where.error("name", f"AITMTower block '{block.name}' takes the current tower "
+                          "then the preceding ones: two or more inputs and "
+                          "merge_inputs_into_list: true", block.name)
+    mlps = {"mlp": [layer.mlp], "aitm": [layer.aitm.transfer_mlp],
+            "mmoe": [layer.mmoe.expert_mlp], "ple": [layer.ple.expert_mlp]}[params]
+    for mlp in mlps:
+      if not mlp.hidden_units:
+        raise where.error("hidden_units", f"block '{block.name}': the MLP needs hidden_units")
+    if layer.class_name in MULTI_OUTPUT_LAYERS:
+      settings = getattr(layer, params)
+      if settings.num_task < 1:
+        raise where.error("num_task", f"block '{block.name}' needs num_task >= 1")
+      if layer.class_name == "MMoE" and settings.num_expert < 1:
+        raise where.error("num_expert", f"block '{block.name}' needs num_expert >= 1")
+      arity[block.name] = int(settings.num_task)
+    else:
+      arity[block.name] = 1
+
+  order = topological_order(backbone)
+  if order is None:
+    cycle = _cycle(backbone)
+    raise where.error("block_name", "the backbone has a cycle: " + " -> ".join(cycle),
+                      cycle[-1])
+  for block in backbone.blocks:
+    for item in block.inputs:
+      if item.WhichOneof("name") == "block_name":
+        n = arity[item.block_name]
+        if n > 1 and not item.input_slice and not block.merge_inputs_into_list:
+          raise where.error("block_name", f"block '{block.name}': '{item.block_name}' has "
+                            f"{n} outputs; pick one with input_slice: \"[i]\"", item.block_name)
+        if item.input_slice and int(item.input_slice[1:-1]) >= n:
+          raise where.error("input_slice", f"block '{block.name}': '{item.block_name}' has "
+                            f"{n} output(s), {item.input_slice} is out of range",
+                            item.input_slice)
+  return arity
+
+
+def topological_order(backbone) -> Optional[List[str]]:
+  """Block names in an order where every input comes first; None if there's a cycle."""
+  names = [b.name for b in backbone.blocks]
+  deps = {b.name: {i.block_name for i in b.inputs if i.WhichOneof("name") == "block_name"}
+          for b in backbone.blocks}
+  order, done = [], set()
+  while len(order) < len(names):
+    ready = [n for n in names if n not in done and deps[n] <= done]
+    if not ready:
+      return None
+    for n in ready:
+      order.append(n)
+      done.add(n)
+  return order
+
+
+def _cycle(backbone) -> List[str]:
+  deps = {b.name: [i.block_name for i in b.inputs if i.WhichOneof("name") == "block_name"]
+          for b in backbone.blocks}
+
+  def visit(name, path):
+    if name in path:
+      return path[path.index(name):] + [name]
+    for d in deps.get(name, ()):
+      found = visit(d, path + [name])
+      if found:
+        return found
+    return None
+
+  for name in deps:
+    found = visit(name, [])
+    if found:
+      return found
+  return []
+
+
+def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
+  towers = model.model_params.task_towers
+  backbone = model.backbone
+  if not towers:
+    raise where.error("model_params", "needs task_towers")
+  outputs = list(backbone.output_blocks)
+  for name in outputs:
+    if name not in arity:
+      raise where.error("output_blocks", f"'{name}' is not a block", name)
+  # Either one output block per tower, or a single multi-output block (MMoE, PLE).
+  if len(outputs) == 1 and arity[outputs[0]] > 1:
+    if arity[outputs[0]] != len(towers):
+      raise where.error("output_blocks", f"'{outputs[0]}' has {arity[outputs[0]]} outputs "
+                        f"but there are {len(towers)} task_towers")
+    slots = [(outputs[0], i) for i in range(len(towers))]
+  elif len(outputs) != len(towers):
+    raise where.error("output_blocks", f"{len(outputs)} output_blocks for {len(towers)} "
+                      "task_towers: they map one to one, in order")
+  else:
+    for name in outputs:
+      if arity[name] > 1:
+        raise where.error("output_blocks", f"'{name}' has {arity[name]} outputs; slice it "
+                          "in a block of its own, or make it the only output block", name)
+    slots = [(name, None) for name in outputs]
+
+  names = [t.tower_name for t in towers]
+  blocks = {b.name: b for b in backbone.blocks}
+  tasks = []
+  for index, (tower, (block, slot)) in enumerate(zip(towers, slots)):
+    name = tower.tower_name
+    if not name or name in names[:index]:
+      raise where.error("tower_name", "task towers need distinct names", name or None)
+    label = tower.label_name or (labels[index] if index < len(labels) else "")
+    if label not in labels:
+      raise where.error("label_name", f"tower '{name}': '{label}' is not in "
+                        "data_config.label_fields", label or None)
+    if tower.num_class != 1:
+      raise where.error("num_class", f"tower '{name}': only binary tasks (num_class 1)")
+    if tower.dnn.hidden_units and len(tower.dnn.dropout_ratio) > len(tower.dnn.hidden_units):
+      raise where.error("dropout_ratio", f"tower '{name}': more dropout ratios than layers")
+    losses = [(l.loss_type, l.weight) for l in tower.losses] or [(tower.loss_type, 1.0)]
+    kinds = [messages.ENUMS["LossType"][k] for k, _ in losses]
+    if kinds.count("CLASSIFICATION") != 1:
+      raise where.error("losses", f"tower '{name}' needs exactly one CLASSIFICATION loss")
+    classification = next(w for (k, w), kind in zip(losses, kinds) if kind == "CLASSIFICATION")
+    calibration = sum(w for (k, w), kind in zip(losses, kinds)
+                      if kind == "ORDER_CALIBRATE_LOSS")
+    against: Tuple[str, ...] = ()
+    if "ORDER_CALIBRATE_LOSS" in kinds:
+      against = tuple(tower.relation_tower_names) or _preceding(index, block, blocks, slots,
+                                                                names)
+      if not against:
+        raise where.error("loss_type", f"tower '{name}' has an ORDER_CALIBRATE_LOSS but no "
+                          "preceding tower to compare with", "ORDER_CALIBRATE_LOSS")
+    for other in list(tower.relation_tower_names) + (
+        [tower.conditional_on] if tower.conditional_on else []):
+      if other not in names[:index]:
+        raise where.error("relation_tower_names" if other in tower.relation_tower_names
+                          else "conditional_on",
+                          f"tower '{name}': '{other}' is not a tower before it", other)
+    for metric in tower.metrics_set:
+      if metric.WhichOneof("metric") is None:
+        raise where.error("metrics_set", f"tower '{name}': only auc {{}} is supported")
+    tasks.append(Task(
+        name=name, label=label, output_block=block, output_index=slot,
+        classification_weight=float(tower.weight * classification),
+        calibration_weight=float(tower.weight * calibration),
+        calibrate_against=against, conditional_on=tower.conditional_on or None))
+  return tuple(tasks)
+
+
+def _preceding(index, block, blocks, slots, names) -> Tuple[str, ...]:
+  """The tower before this one in the AITM chain: the tower whose output block the
+  AITMTower reads as its second input, else the previous tower in order."""
+  spec = blocks.get(block)
+  if spec is not None and spec.keras_layer.class_name == "AITMTower":
+    owners = {b: names[i] for i, (b, s) in enumerate(slots) if s is None}
+    first_preceding = spec.inputs[1].block_name
+    if first_preceding in owners and owners[first_preceding] in names[:index]:
+      return (owners[first_preceding],)
+  return (names[index - 1],) if index > 0 else ()
+
+
+# --- train_config -------------------------------------------------------------
+
+def _check_training(proto, where):
+  train = proto.train_config
+  if len(train.optimizer_config) > 1:
+    raise where.error("optimizer_config", "only one optimizer is supported")
+  for optimizer in train.optimizer_config:
+    kind = optimizer.WhichOneof("optimizer")
+    if kind is None:
+      raise where.error("optimizer_config", "names no optimizer (adam_optimizer, "
+                        "adagrad_optimizer or momentum_optimizer)")
+    rate = getattr(optimizer, kind).learning_rate
+    schedule = rate.WhichOneof("learning_rate")
+    value = (rate.constant_learning_rate.learning_rate if schedule != "exponential_decay_"
+             "learning_rate" else rate.exponential_decay_learning_rate.initial_learning_rate)
+    if value <= 0:
+      raise where.error("learning_rate", "must be positive")
+    if optimizer.use_moving_average:
+      raise where.error("use_moving_average", "is not supported")

@@ -1,0 +1,127 @@
+"""Progressive Layered Extraction (PLE).
+
+Tang et al., "Progressive Layered Extraction (PLE): A Novel Multi-Task Learning
+(MTL) Model for Personalized Recommendations", RecSys 2020. PLE stacks
+`num_level` Customized Gate Control (CGC) extraction networks. At level l, with
+task t's input x_t and the shared input x_s (all equal to the layer input at
+level 0), task experts E_t, shared experts E_s:
+
+    y_t = sum softmax(G_t(x_t)) * [E_t(x_t), E_s(x_s)]            (every task)
+    y_s = sum softmax(G_s(x_s)) * [E_1(x_1), ..., E_T(x_T), E_s(x_s)]
+
+y_s exists on every level but the last, where only the task outputs are used.
+The next level takes y_t as x_t and y_s as x_s.
+"""
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from models.layers.mlp import MLP
+from models.layers.gating import (check_common, check_single_input, mix, positive_units,
+                                  task_output_shapes)
+
+
+@tf.keras.utils.register_keras_serializable(package="aitm")
+class PLE(tf.keras.layers.Layer):
+  """Input `[batch, d]` -> list of `num_task` tensors `[batch, expert_units[-1]]`.
+
+  Every expert on every level is an MLP with `expert_units`, so levels after
+  the first take `expert_units[-1]`-wide inputs. Each gate is an optional MLP
+  with `gate_units` followed by a linear layer and a softmax over the experts
+  it mixes: task t's own plus the shared ones, or, for the shared gate, all.
+  """
+
+  def __init__(self, num_task: int, expert_units: Sequence[int], num_level: int = 2,
+               num_expert_per_task: int = 1, num_expert_share: int = 1,
+               gate_units: Sequence[int] = (), use_bn: bool = False,
+               dropout_rate: float = 0.0, l2_reg: float = 0.0, **kwargs):
+    super().__init__(**kwargs)
+    check_common(num_task, dropout_rate, l2_reg)
+    for name, value in (("num_level", num_level),
+                        ("num_expert_per_task", num_expert_per_task),
+                        ("num_expert_share", num_expert_share)):
+      if int(value) < 1:
+        raise ValueError(f"`{name}` must be >= 1. Got {value}")
+    self.num_task = int(num_task)
+    self.expert_units = positive_units("expert_units", expert_units, allow_empty=False)
+    self.num_level = int(num_level)
+    self.num_expert_per_task = int(num_expert_per_task)
+    self.num_expert_share = int(num_expert_share)
+    self.gate_units = positive_units("gate_units", gate_units, allow_empty=True)
+    self.use_bn = use_bn
+    self.dropout_rate = dropout_rate
+    self.l2_reg = l2_reg
+
+    mlp_args = dict(use_bn=use_bn, dropout_rate=dropout_rate, l2_reg=l2_reg)
+    reg = tf.keras.regularizers.l2(l2_reg) if l2_reg else None
+
+    def expert(name):
+      return MLP(self.expert_units, name=name, **mlp_args)
+
+    def gate(name, num_choice):
+      # The MLP (if any) and the logits layer are kept as a pair so call() can
+      # skip the MLP without a separate branch per gate kind.
+      mlp = MLP(self.gate_units, name=f"{name}_mlp", **mlp_args) if self.gate_units else None
+      logits = tf.keras.layers.Dense(num_choice, kernel_regularizer=reg, name=name)
+      return [mlp, logits] if mlp is not None else [logits]
+
+    num_task_gate_choice = self.num_expert_per_task + self.num_expert_share
+    num_shared_gate_choice = self.num_task * self.num_expert_per_task + self.num_expert_share
+    # Indexed [level][task][expert], [level][expert], [level][task] and [level].
+    self.task_experts, self.shared_experts = [], []
+    self.task_gates, self.shared_gates = [], []
+    for level in range(self.num_level):
+      self.task_experts.append([[expert(f"level_{level}_task_{t}_expert_{i}")
+                                 for i in range(self.num_expert_per_task)]
+                                for t in range(self.num_task)])
+      self.shared_experts.append([expert(f"level_{level}_shared_expert_{i}")
+                                  for i in range(self.num_expert_share)])
+      self.task_gates.append([gate(f"level_{level}_task_{t}_gate", num_task_gate_choice)
+                              for t in range(self.num_task)])
+      if level < self.num_level - 1:
+        self.shared_gates.append(gate(f"level_{level}_shared_gate", num_shared_gate_choice))
+
+  def build(self, input_shape):
+    check_single_input("PLE", input_shape)
+    super().build(input_shape)
+
+  @staticmethod
+  def _gate_logits(gate, x, training):
+    for layer in gate:
+      x = layer(x, training=training)
+    return x
+
+  # Only Python loops over Python ints: AutoGraph has nothing to convert, and
+  # skipping it saves seconds per trace (it would transpile Keras internals).
+  @tf.autograph.experimental.do_not_convert
+  def call(self, inputs, training=None):
+    task_inputs = [inputs] * self.num_task
+    shared_input = inputs
+    for level in range(self.num_level):
+      task_out = [[e(task_inputs[t], training=training) for e in self.task_experts[level][t]]
+                  for t in range(self.num_task)]
+      shared_out = [e(shared_input, training=training) for e in self.shared_experts[level]]
+      next_task_inputs = [
+          mix(task_out[t] + shared_out,
+               self._gate_logits(self.task_gates[level][t], task_inputs[t], training))
+          for t in range(self.num_task)]
+      # The last level has no shared gate: nothing above it would read y_s.
+      if level < self.num_level - 1:
+        all_out = [o for outs in task_out for o in outs] + shared_out
+        shared_logits = self._gate_logits(self.shared_gates[level], shared_input, training)
+        shared_input = mix(all_out, shared_logits)
+      task_inputs = next_task_inputs
+    return task_inputs
+
+  def compute_output_shape(self, input_shape):
+    return task_output_shapes(input_shape, self.expert_units[-1], self.num_task)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_task=self.num_task, expert_units=self.expert_units,
+                  num_level=self.num_level, num_expert_per_task=self.num_expert_per_task,
+                  num_expert_share=self.num_expert_share, gate_units=self.gate_units,
+                  use_bn=self.use_bn, dropout_rate=self.dropout_rate,
+                  l2_reg=self.l2_reg)
+    return config

@@ -1,0 +1,69 @@
+"""`aitm compare`: several model configs trained and evaluated on the same split.
+
+Each config runs the pipeline up to the Evaluator under one pipeline name and
+root, so ExampleGen, statistics, validation and - when the configs share their
+data and feature sections - Transform run once and are reused from the ML
+Metadata cache; only Trainer and Evaluator run per model. Nothing is pushed.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+from models.config import PipelineConfig
+from models.trainer import SUMMARY_FILE
+from pipeline.local_runner import run_local
+
+PIPELINE_NAME = "aitm-compare"
+
+
+@dataclasses.dataclass
+class ModelScore:
+  name: str                   # the config file's name without extension
+  auc: Dict[str, float]       # task -> TFMA AUC on the eval split
+  parameters: int
+  train_seconds: float
+  epochs: int
+  wall_seconds: float
+
+
+def _label(config: PipelineConfig) -> str:
+  return os.path.splitext(os.path.basename(config.source))[0]
+
+
+def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root: str,
+            training: Optional[dict] = None, pipeline_name: str = PIPELINE_NAME
+            ) -> List[ModelScore]:
+  """Runs each config up to the Evaluator; `pipeline_name` and `pipeline_root` decide
+  which earlier runs' outputs the cache may reuse."""
+  tasks = [t.name for t in configs[0].tasks]
+  for config in configs[1:]:
+    if [t.name for t in config.tasks] != tasks:
+      raise ValueError(f"{config.source}: task towers {[t.name for t in config.tasks]} differ "
+                       f"from {configs[0].source}'s {tasks}; compare models of one funnel")
+  scores = []
+  for i, config in enumerate(configs, start=1):
+    print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
+    start = time.time()
+    summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
+                        pipeline_name=pipeline_name, training=training, push=False)
+    with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
+      trained = json.load(f)
+    scores.append(ModelScore(_label(config), summary.auc, trained["parameters"],
+                             trained["train_seconds"], trained["epochs_run"],
+                             time.time() - start))
+  return scores
+
+
+def table(scores: Sequence[ModelScore]) -> str:
+  """A Markdown table: one row per model, AUC per task, train time, parameters."""
+  tasks = list(scores[0].auc)
+  head = ["model"] + [f"AUC {t}" for t in tasks] + ["train s", "epochs", "parameters"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for s in scores:
+    cells = [s.name] + [f"{s.auc.get(t, float('nan')):.4f}" for t in tasks] + [
+        f"{s.train_seconds:.0f}", str(s.epochs), f"{s.parameters:,}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""The CLI refuses a bad config before any work, naming file, line and field."""
+
+import os
+import subprocess
+import sys
+
+from pipeline import configs
+
+
+def _aitm(*args, cwd):
+  return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+                        text=True, timeout=300, cwd=cwd)
+
+
+def test_bad_config_is_refused_before_any_work(tmp_path):
+  with open(configs.CONFIG_PATH) as f:
+    text = f.read().replace('inputs { block_name: "ctr_tower" }', 'inputs { block_name: "ctr" }')
+  bad = tmp_path / "bad.config"
+  bad.write_text(text)
+  line = next(i for i, l in enumerate(text.splitlines(), 1) if 'block_name: "ctr" }' in l)
+  result = _aitm("run", "--config", str(bad), "--data", str(tmp_path),
+                 "--pipeline-root", str(tmp_path / "root"), cwd=configs.PROJECT_DIR)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (f"error: {bad}:{line}: block_name: block 'cvr_aitm': "
+                                   "no block 'ctr'")
+  assert not os.path.exists(tmp_path / "root")
+
+
+def test_config_that_disagrees_with_the_schema_is_refused(tmp_path):
+  with open(configs.CONFIG_PATH) as f:
+    text = f.read().replace('input_name: "cms_segid" input_type: STRING',
+                            'input_name: "cms_segid" input_type: INT32')
+  bad = tmp_path / "float_price.config"
+  bad.write_text(text)
+  result = _aitm("compare", "--configs", str(bad), "--data", str(tmp_path),
+                 "--pipeline-root", str(tmp_path / "root"), cwd=configs.PROJECT_DIR)
+  assert result.returncode == 1
+  assert "don't match the schema" in result.stderr
+  assert "'cms_segid' is INT in the config but BYTES in the schema" in result.stderr
+  assert not os.path.exists(tmp_path / "root")

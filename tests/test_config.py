@@ -1,0 +1,191 @@
+"""The config reader: EasyRec's files parse as written, and bad ones are refused
+before any work with the file, line and field named."""
+
+import os
+import re
+
+import pytest
+
+from models.config import ConfigError, load_config, parse_config
+from models.features import ColumnType, Encoding
+from pipeline import configs
+
+CONFIG_DIR = os.path.join(configs.PROJECT_DIR, "configs")
+REFERENCE = os.path.join(CONFIG_DIR, "easyrec_aitm_on_taobao.config")
+
+
+def _text(name="aitm_taobao.config"):
+  with open(os.path.join(CONFIG_DIR, name)) as f:
+    return f.read()
+
+
+def _refused(text, pattern):
+  with pytest.raises(ConfigError) as error:
+    parse_config(text, source="bad.config")
+  assert re.search(pattern, str(error.value)), str(error.value)
+  return str(error.value)
+
+
+def _line_of(text, needle):
+  return next(i for i, line in enumerate(text.splitlines(), start=1) if needle in line)
+
+
+def test_easyrec_reference_config_reads_as_written():
+  config = load_config(REFERENCE)
+  assert [c.name for c in config.columns][:3] == ["clk", "buy", "pid"]
+  assert config.column_types["price"] is ColumnType.INT
+  assert config.labels == ("clk", "buy")
+  by_name = {f.name: f for f in config.features}
+  assert by_name["user_id"].encoding is Encoding.HASH and by_name["user_id"].buckets == 100000
+  assert by_name["price"].encoding is Encoding.IDENTITY and by_name["price"].buckets == 50
+  assert by_name["tag_brand_list"].encoding is Encoding.TAGS
+  assert by_name["tag_brand_list"].separator == "|"
+  assert {f.embedding_dim for f in config.features} == {16}
+  assert [(t.name, t.label, t.output_block) for t in config.tasks] == [
+      ("ctr", "clk", "ctr_tower"), ("cvr", "buy", "cvr_aitm")]
+  # Upstream leaves relation_tower_names out; the calibrator compares with the
+  # preceding tower of the AITM chain instead of doing nothing.
+  assert config.tasks[1].calibrate_against == ("ctr",)
+  assert config.tasks[1].calibration_weight == 1.0 and config.tasks[0].calibration_weight == 0
+  train = config.proto.train_config
+  assert train.num_steps == 500 and config.proto.data_config.batch_size == 4096
+  lr = train.optimizer_config[0].adam_optimizer.learning_rate.constant_learning_rate
+  assert lr.learning_rate == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(CONFIG_DIR)
+                                        if n.endswith(".config")))
+def test_every_shipped_config_reads(name):
+  config = load_config(os.path.join(CONFIG_DIR, name))
+  assert config.tasks and config.features
+
+
+def test_peers_share_data_and_features_so_transform_is_reused():
+  texts = {load_config(path).data_text() for path in configs.PEER_CONFIGS}
+  assert len(texts) == 1
+
+
+def test_peer_towers():
+  esmm = load_config(os.path.join(CONFIG_DIR, "esmm.config"))
+  assert esmm.tasks[1].conditional_on == "ctr" and esmm.tasks[1].calibration_weight == 0
+  mmoe = load_config(os.path.join(CONFIG_DIR, "mmoe.config"))
+  assert [(t.output_block, t.output_index) for t in mmoe.tasks] == [("mmoe", 0), ("mmoe", 1)]
+  three = load_config(os.path.join(CONFIG_DIR, "aitm_click_cart_buy.config"))
+  assert [(t.name, t.calibrate_against) for t in three.tasks] == [
+      ("ctr", ()), ("cart", ("ctr",)), ("cvr", ("cart",))]
+
+
+def test_relation_tower_names_win_over_the_chain():
+  text = _text().replace('tower_name: "cvr"', 'tower_name: "cvr"\n      relation_tower_names: "ctr"')
+  assert parse_config(text).tasks[1].calibrate_against == ("ctr",)
+  bad = _text().replace('tower_name: "cvr"', 'tower_name: "cvr"\n      relation_tower_names: "nope"')
+  _refused(bad, r"bad\.config:\d+: relation_tower_names: tower 'cvr': 'nope' is not a tower "
+                r"before it")
+
+
+def test_unknown_field_names_line_and_column():
+  text = _text().replace("hidden_units: [512, 256]", "hidden_unit: [512, 256]")
+  line = _line_of(text, "hidden_unit:")
+  _refused(text, rf"bad\.config:{line}:\d+ : .*MLP\" has no field named \"hidden_unit\"")
+
+
+def test_wrong_type_names_the_line():
+  text = _text().replace("num_buckets: 50", 'num_buckets: "fifty"')
+  line = _line_of(text, '"fifty"')
+  _refused(text, rf"bad\.config:{line}:\d+ : .*Couldn't parse integer")
+
+
+def test_unknown_enum_value_is_refused():
+  _refused(_text().replace("loss_type: ORDER_CALIBRATE_LOSS", "loss_type: F1_REWEIGHTED_LOSS"),
+           r"has no value named F1_REWEIGHTED_LOSS")
+
+
+def test_block_input_that_does_not_exist():
+  text = _text().replace('inputs { block_name: "ctr_tower" }', 'inputs { block_name: "ctr_twr" }')
+  line = _line_of(text, '"ctr_twr"')
+  _refused(text, rf"bad\.config:{line}: block_name: block 'cvr_aitm': no block 'ctr_twr'")
+
+
+def test_feature_group_that_does_not_exist():
+  text = _text().replace('inputs { feature_group_name: "all" }',
+                         'inputs { feature_group_name: "everything" }')
+  _refused(text, r"bad\.config:\d+: feature_group_name: block 'share_bottom': no feature group "
+                 r"'everything'")
+
+
+def test_cycle_is_named():
+  text = _text().replace('name: "share_bottom"\n      inputs { feature_group_name: "all" }',
+                         'name: "share_bottom"\n      inputs { block_name: "cvr_aitm" }')
+  message = _refused(text, r"bad\.config:\d+: block_name: the backbone has a cycle: ")
+  assert "share_bottom" in message and "cvr_aitm" in message
+
+
+@pytest.mark.parametrize("outputs, pattern", [
+    ('["ctr_tower"]', r"1 output_blocks for 2 task_towers: they map one to one, in order"),
+    ('["ctr_tower", "cvr_aitm", "cvr_tower"]', r"3 output_blocks for 2 task_towers"),
+    ('["ctr_tower", "nothing"]', r"'nothing' is not a block"),
+])
+def test_output_blocks_must_match_the_towers(outputs, pattern):
+  text = _text().replace('output_blocks: ["ctr_tower", "cvr_aitm"]', f"output_blocks: {outputs}")
+  line = _line_of(text, "output_blocks:")
+  _refused(text, rf"bad\.config:{line}: output_blocks: " + pattern)
+
+
+def test_multi_output_block_must_have_one_output_per_tower():
+  text = _text("mmoe.config").replace("num_task: 2", "num_task: 3")
+  _refused(text, r"output_blocks: 'mmoe' has 3 outputs but there are 2 task_towers")
+
+
+def test_unknown_layer_and_wrong_params():
+  _refused(_text().replace('class_name: "AITMTower"', 'class_name: "AITM"'),
+           r"class_name: block 'cvr_aitm': unknown layer 'AITM'")
+  _refused(_text().replace('class_name: "AITMTower"', 'class_name: "MLP"'),
+           r"block 'cvr_aitm': MLP takes its settings in 'mlp \{ \}', got aitm")
+
+
+def test_aitm_tower_needs_a_list_of_two_inputs():
+  text = _text().replace("merge_inputs_into_list: true\n", "")
+  _refused(text, r"AITMTower block 'cvr_aitm' takes the current tower then the preceding ones")
+
+
+def test_feature_and_label_references():
+  _refused(_text().replace('feature_names: "brand"', 'feature_names: "brnd"'),
+           r"feature_names: group 'all': 'brnd' is not a feature in feature_config")
+  _refused(_text().replace('label_name: "buy"', 'label_name: "purchase"'),
+           r"label_name: tower 'cvr': 'purchase' is not in data_config.label_fields")
+  _refused(_text().replace('features { input_names: "brand"', 'features { input_names: "brnd"'),
+           r"input_names: 'brnd' is not one of data_config.input_fields")
+  _refused(_text().replace("num_buckets: 50", "hash_bucket_size: 50 num_buckets: 50"),
+           r"IdFeature 'price' needs exactly one of hash_bucket_size, num_buckets")
+  _refused(_text().replace('input_name: "clk" input_type: INT32', 'input_name: "clk" input_type: STRING'),
+           r"label_fields: 'clk' must be an INT32/INT64 input field")
+
+
+def test_order_calibration_needs_a_preceding_tower():
+  text = _text().replace('tower_name: "ctr"\n      label_name: "clk"\n      losses { loss_type: CLASSIFICATION }',
+                         'tower_name: "ctr"\n      label_name: "clk"\n      losses { loss_type: CLASSIFICATION }\n'
+                         '      losses { loss_type: ORDER_CALIBRATE_LOSS }')
+  _refused(text, r"tower 'ctr' has an ORDER_CALIBRATE_LOSS but no preceding tower")
+
+
+def test_unreadable_file():
+  with pytest.raises(ConfigError, match=r"nope\.config: can't read the config"):
+    load_config("nope.config")
+
+
+def test_data_text_keeps_only_what_transform_reads():
+  config = load_config(configs.CONFIG_PATH)
+  data = parse_config(config.data_text(), require_model=False)
+  assert not data.has_model and data.features == config.features
+  assert data.columns == config.columns
+
+
+def test_shipped_configs_match_their_schemas():
+  from pipeline.schema_check import check_schema
+  schemas = os.path.join(configs.PROJECT_DIR, "schemas")
+  for name in os.listdir(CONFIG_DIR):
+    if name.endswith(".config"):
+      schema = "taobao_cart_raw.pbtxt" if "cart" in name else "taobao_raw.pbtxt"
+      check_schema(load_config(os.path.join(CONFIG_DIR, name)), os.path.join(schemas, schema))
+  with pytest.raises(ConfigError, match="'cart' is in the schema but not in data_config"):
+    check_schema(load_config(configs.CONFIG_PATH), os.path.join(schemas, "taobao_cart_raw.pbtxt"))
