@@ -117,39 +117,45 @@ def run_fn(fn_args: tfx.components.FnArgs):
   rows = {f.name: embedding_rows(f, tf_transform_output) for f in config.features}
   model = build_model(config, rows)
   compile_model(model, config, training)
+  # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
+  # the step budget is ours and early stopping on the mean eval AUC may end it.
+  early_stopping = training.num_steps is None
   print(f"  [Trainer] {config.proto.model_config.model_name or 'model'}: "
         f"{model.count_params():,} parameters; {train_rows:,} train rows, batch "
-        f"{training.batch_size}, {steps_per_epoch} steps x up to {training.max_epochs} epochs, "
-        "early stopping on mean eval AUC", flush=True)
+        f"{training.batch_size}, {steps_per_epoch} steps x "
+        + (f"up to {training.max_epochs} epochs, early stopping on mean eval AUC"
+           if early_stopping else
+           f"{training.max_epochs} epochs (num_steps {training.num_steps}, no early stopping)"),
+        flush=True)
 
   train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config,
                    training.batch_size, training.shuffle, training.shuffle_buffer, repeat=True)
   evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config,
                         training.batch_size, False, 0, repeat=False)
-  stopping = tf.keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max",
-                                              patience=training.patience,
-                                              restore_best_weights=True)
+  callbacks = [LossTerms([t.name for t in config.tasks])]
+  if early_stopping:
+    callbacks.append(tf.keras.callbacks.EarlyStopping(
+        monitor="val_mean_auc", mode="max", patience=training.patience,
+        restore_best_weights=True))
+  callbacks += [
+      tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+      ProgressLogger(training.batch_size, steps_per_epoch, training.log_every_steps),
+  ]
   start = time.time()
-  history = model.fit(
-      train, validation_data=evaluation, epochs=training.max_epochs,
-      steps_per_epoch=steps_per_epoch, verbose=0,
-      callbacks=[
-          LossTerms([t.name for t in config.tasks]),
-          stopping,
-          tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-          ProgressLogger(training.batch_size, steps_per_epoch, training.log_every_steps),
-      ])
+  history = model.fit(train, validation_data=evaluation, epochs=training.max_epochs,
+                      steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
   seconds = time.time() - start
   model.save(fn_args.serving_model_dir, save_format="tf",
              signatures=make_signatures(model, tf_transform_output, config))
 
   scores = history.history["val_mean_auc"]
-  best = max(range(len(scores)), key=scores.__getitem__)
+  # The exported weights: the best epoch's when early stopping restored them, else the last.
+  best = max(range(len(scores)), key=scores.__getitem__) if early_stopping else len(scores) - 1
   summary = {
       "model_name": config.proto.model_config.model_name,
       "parameters": int(model.count_params()),
       "train_rows": train_rows, "batch_size": training.batch_size,
-      "epochs_run": len(scores), "best_epoch": best + 1,
+      "epochs_run": len(scores), "exported_epoch": best + 1,
       "steps": len(scores) * steps_per_epoch, "train_seconds": round(seconds, 1),
       "eval_auc": {t.name: float(history.history[f"val_{t.name}_auc"][best])
                    for t in config.tasks},

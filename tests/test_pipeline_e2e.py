@@ -135,7 +135,7 @@ def test_trainer_logs_each_loss_term_and_a_summary(pipeline_run):
   with open(os.path.join(run_dir, "training_summary.json")) as f:
     summary = json.load(f)
   assert summary["model_name"] == "AITM" and summary["parameters"] > 1_000_000
-  assert set(summary["eval_auc"]) == set(TASKS) and summary["best_epoch"] >= 1
+  assert set(summary["eval_auc"]) == set(TASKS) and summary["exported_epoch"] >= 1
   events = event_accumulator.EventAccumulator(os.path.join(run_dir, "train"),
                                               size_guidance={"tensors": 0})
   events.Reload()

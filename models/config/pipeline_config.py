@@ -496,9 +496,10 @@ def _check_training(proto, where):
       raise where.error("optimizer_config", "names no optimizer (adam_optimizer, "
                         "adagrad_optimizer or momentum_optimizer)")
     rate = getattr(optimizer, kind).learning_rate
-    schedule = rate.WhichOneof("learning_rate")
-    value = (rate.constant_learning_rate.learning_rate if schedule != "exponential_decay_"
-             "learning_rate" else rate.exponential_decay_learning_rate.initial_learning_rate)
+    if rate.WhichOneof("learning_rate") == "exponential_decay_learning_rate":
+      value = rate.exponential_decay_learning_rate.initial_learning_rate
+    else:
+      value = rate.constant_learning_rate.learning_rate
     if value <= 0:
       raise where.error("learning_rate", "must be positive")
     if optimizer.use_moving_average:
