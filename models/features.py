@@ -51,10 +51,6 @@ class Feature:
   vocabulary: Tuple[str, ...] = ()
   boundaries: Tuple[float, ...] = ()
 
-  @property
-  def embedded(self) -> bool:
-    return self.encoding is not Encoding.RAW
-
 
 def vocabulary_name(feature: Feature) -> str:
   """The name of the TFT vocabulary file of a VOCABULARY feature."""

@@ -9,7 +9,6 @@ Metadata cache; only Trainer and Evaluator run per model. Nothing is pushed.
 import dataclasses
 import json
 import os
-import time
 from typing import Dict, List, Optional, Sequence
 
 from models.config import PipelineConfig
@@ -26,7 +25,6 @@ class ModelScore:
   parameters: int
   train_seconds: float
   epochs: int
-  wall_seconds: float
 
 
 def _label(config: PipelineConfig) -> str:
@@ -46,14 +44,12 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
   scores = []
   for i, config in enumerate(configs, start=1):
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
-    start = time.time()
     summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
                         pipeline_name=pipeline_name, training=training, push=False)
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
       trained = json.load(f)
     scores.append(ModelScore(_label(config), summary.auc, trained["parameters"],
-                             trained["train_seconds"], trained["epochs_run"],
-                             time.time() - start))
+                             trained["train_seconds"], trained["epochs_run"]))
   return scores
 
 

@@ -176,7 +176,7 @@ def test_unreadable_file():
 def test_data_text_keeps_only_what_transform_reads():
   config = load_config(configs.CONFIG_PATH)
   data = parse_config(config.data_text(), require_model=False)
-  assert not data.has_model and data.features == config.features
+  assert not data.proto.HasField("model_config") and data.features == config.features
   assert data.columns == config.columns
 
 

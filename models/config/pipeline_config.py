@@ -69,10 +69,6 @@ class PipelineConfig:
   def task_labels(self) -> Dict[str, str]:
     return {t.name: t.label for t in self.tasks}
 
-  @property
-  def has_model(self) -> bool:
-    return self.proto.HasField("model_config")
-
   def data_text(self) -> str:
     """Only `data_config` and the features: all that ExampleGen and Transform read,
     so a model-only change keeps their cached outputs."""

@@ -104,7 +104,7 @@ class PLE(tf.keras.layers.Layer):
       shared_out = [e(shared_input, training=training) for e in self.shared_experts[level]]
       next_task_inputs = [
           mix(task_out[t] + shared_out,
-               self._gate_logits(self.task_gates[level][t], task_inputs[t], training))
+              self._gate_logits(self.task_gates[level][t], task_inputs[t], training))
           for t in range(self.num_task)]
       # The last level has no shared gate: nothing above it would read y_s.
       if level < self.num_level - 1:
