@@ -23,17 +23,22 @@ click and purchase: `buy=1` only where `cart=1`, `cart=1` only where
 import csv
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
 from models.config import load_config
 from pipeline.configs import CONFIG_PATH
 
-# data_config.input_fields of the default config (EasyRec's aitm_on_taobao), in file order.
-COLUMNS = tuple(c.name for c in load_config(CONFIG_PATH).columns)
-# The same with the add-to-cart step after the click.
-CART_COLUMNS = COLUMNS[:1] + ("cart",) + COLUMNS[1:]
+
+def columns(with_cart: bool = False) -> Tuple[str, ...]:
+  """The CSV header: data_config.input_fields of the default config (EasyRec's
+  aitm_on_taobao), in file order; with the add-to-cart step after the click.
+  Read when data is written, not at import."""
+  names = tuple(c.name for c in load_config(CONFIG_PATH).columns)
+  return names[:1] + ("cart",) + names[1:] if with_cart else names
+
+
 PIDS = ("430548_1007", "430539_1007")
 PRICE_LEVELS = 50
 LATENT_DIM = 4
@@ -208,13 +213,13 @@ def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
   """Writes `out_dir/file_name` with a header; optionally the true probabilities
   (columns p_click[,p_cart],p_buy)."""
   cols, truth = generate(rows, seed, rates, with_cart)
-  columns = CART_COLUMNS if with_cart else COLUMNS
+  header = columns(with_cart)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, file_name)
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(columns)
-    writer.writerows(zip(*(cols[c] for c in columns)))
+    writer.writerow(header)
+    writer.writerows(zip(*(cols[c] for c in header)))
   if truth_path:
     os.makedirs(os.path.dirname(os.path.abspath(truth_path)), exist_ok=True)
     names = {"clk": "p_click", "cart": "p_cart", "buy": "p_buy"}

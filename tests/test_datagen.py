@@ -25,7 +25,7 @@ def test_columns_are_easyrec_taobao_order(tmp_path):
   with open(path) as f:
     header = next(csv.reader(f))
   assert header == [c.name for c in load_config(configs.CONFIG_PATH).columns]
-  assert tuple(header) == taobao.COLUMNS
+  assert tuple(header) == taobao.columns()
   assert ",".join(header) == (  # EasyRec aitm_on_taobao.config input_fields
       "clk,buy,pid,adgroup_id,cate_id,campaign_id,customer,brand,user_id,cms_segid,"
       "cms_group_id,final_gender_code,age_level,pvalue_level,shopping_level,occupation,"
