@@ -77,7 +77,13 @@ def _run(args):
   _check_schema(config, args.schema)
   training = _training_settings(args)
   from datagen import taobao
+  from models.eval_config import thresholds_from_flags
   from pipeline.local_runner import run_local
+  try:
+    min_auc = thresholds_from_flags(config, "--min-auc", args.min_auc)
+    max_auc_drop = thresholds_from_flags(config, "--max-auc-drop", args.max_auc_drop)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
 
   data = args.data
   if data is None:
@@ -94,9 +100,10 @@ def _run(args):
   try:
     summary = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
                         serving_dir=args.serving_dir, model_name=args.model_name,
-                        schema_path=args.schema, training=training,
-                        enable_cache=not args.no_cache)
+                        schema_path=args.schema, training=training, min_auc=min_auc,
+                        max_auc_drop=max_auc_drop, enable_cache=not args.no_cache)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
+    _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
   print(f"\n{config.source}: pipeline finished in {time.time() - start:.0f}s")
   print(summary.table())
@@ -106,7 +113,32 @@ def _run(args):
           f"  docker run -p 8500:8500 -p 8501:8501 -v {base}:/models/{args.model_name} "
           f"-e MODEL_NAME={args.model_name} tensorflow/serving:2.16.1")
   elif summary.blessed is False:
-    print("\nthe model was not blessed (an AUC is below its floor), so it was not pushed")
+    print("\nthe model was not blessed (see above why), so it was not pushed")
+  _report_after_run(args.pipeline_root, since=start)
+
+
+def _report_after_run(pipeline_root, since, failed=False):
+  """The run's evaluation as an HTML page; its path is the last line printed."""
+  from report import NoEvaluation, write_report
+  try:
+    path = write_report(pipeline_root, since=since)
+  except NoEvaluation:
+    why = "the run stopped before the Evaluator finished, so " if failed else ""
+    print(f"\nno report: {why}no evaluation exists for this run in {pipeline_root}")
+    return
+  except Exception as e:  # noqa: BLE001 - the report must not hide the run's own outcome
+    print(f"\nno report: writing it failed: {type(e).__name__}: {e}")
+    return
+  print(f"\nevaluation report: {os.path.abspath(path)}")
+
+
+def _report(args):
+  from report import NoEvaluation, write_report
+  try:
+    path = write_report(args.pipeline_root, args.output)
+  except NoEvaluation as e:
+    sys.exit(f"error: {e}")
+  print(f"evaluation report: {os.path.abspath(path)}")
 
 
 def _compare(args):
@@ -175,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR)
   run.add_argument("--model-name", default=configs.MODEL_NAME)
   _training_arguments(run)
+  run.add_argument("--min-auc", action="append", metavar="[TASK=]AUC",
+                   help="blessing floor of the eval AUC, for every task or one (repeat the "
+                   "flag; default 0.55)")
+  run.add_argument("--max-auc-drop", action="append", metavar="[TASK=]DROP",
+                   help="how far the eval AUC may fall below the latest blessed model's, "
+                   "for every task or one (repeat the flag; default 0.01)")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.set_defaults(func=_run)
 
@@ -187,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--pipeline-root", default=configs.DEFAULT_COMPARE_ROOT)
   _training_arguments(cmp)
   cmp.set_defaults(func=_compare)
+
+  rep = sub.add_parser("report", help="render the latest evaluation of a pipeline root as a "
+                       "self-contained HTML page (tables by task and slice, plots, blessing)")
+  rep.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT,
+                   help="the pipeline root of `aitm run` (default: %(default)s)")
+  rep.add_argument("--output", help="HTML file to write (default: <pipeline-root>/"
+                   "report.html, replaced by each run)")
+  rep.set_defaults(func=_report)
 
   kfp = sub.add_parser("compile-kubeflow",
                        help="write the pipeline as a Kubeflow Pipelines v2 spec")

@@ -3,11 +3,20 @@
 Every row is one impression. Clicks and purchases are drawn from known
 probabilities that depend on structure a model can learn:
 
-* user-ad affinity: a dot product of latent user and ad vectors,
+* user-ad affinity: a dot product of latent user and ad vectors. A user's
+  vector follows the profile (`cms_segid`, `age_level`, `final_gender_code`)
+  plus a personal part; an ad's follows its category plus its own part,
 * tag matches: the ad's category / brand appears in the user's tag lists,
 * price sensitivity: purchase odds fall with log(price), less so for users
   with a high `pvalue_level` (spending power),
-* per-entity effects: ad quality, user activity and the placement (`pid`).
+* quality and activity: ad quality from its category and brand, purchase
+  quality from its customer, user activity from `shopping_level`,
+  `new_user_class_level` and `occupation` (each plus a small per-entity
+  part), and the placement (`pid`).
+
+Most of the signal sits in columns seen thousands of times; the per-user and
+per-ad parts (USER_NOISE, AD_NOISE) can only be learned from an entity's own
+few impressions, so even a perfect learner stays below the oracle on small data.
 
 `buy=1` only where `clk=1`. The base rates are solved for so that about 5% of
 impressions are clicked and about 0.5% bought. The true probabilities can be
@@ -42,6 +51,10 @@ def columns(with_cart: bool = False) -> Tuple[str, ...]:
 PIDS = ("430548_1007", "430539_1007")
 PRICE_LEVELS = 50
 LATENT_DIM = 4
+# Scale of the personal (per-user) and per-ad parts of taste and quality, which
+# only a user's or ad's own few impressions reveal.
+USER_NOISE = 0.5
+AD_NOISE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +116,8 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   n_cates = min(300, max(30, rows // 500))
 
   # Ads: a hierarchy adgroup -> campaign -> customer -> brand, and a category.
+  # An ad's taste vector and quality come mostly from its category, brand and
+  # customer (seen thousands of times in the data), a little from the ad itself.
   cate_vec = rng.normal(size=(n_cates, LATENT_DIM))
   ad_cate = rng.integers(0, n_cates, n_ads)
   ad_campaign = rng.integers(0, n_campaigns, n_ads)
@@ -110,15 +125,18 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   customer_brand = rng.integers(0, n_brands, n_customers)
   ad_customer = campaign_customer[ad_campaign]
   ad_brand = customer_brand[ad_customer]
-  ad_vec = cate_vec[ad_cate] + 0.5 * rng.normal(size=(n_ads, LATENT_DIM))
-  ad_quality = rng.normal(0, 0.5, n_ads)
-  ad_buy_quality = rng.normal(0, 0.6, n_ads)
+  ad_vec = cate_vec[ad_cate] + AD_NOISE * rng.normal(size=(n_ads, LATENT_DIM))
+  cate_quality = rng.normal(0, 0.4, n_cates)
+  brand_quality = rng.normal(0, 0.3, n_brands)
+  customer_buy_quality = rng.normal(0, 0.5, n_customers)
+  ad_quality = (cate_quality[ad_cate] + brand_quality[ad_brand]
+                + rng.normal(0, AD_NOISE * 0.4, n_ads))
+  ad_buy_quality = customer_buy_quality[ad_customer] + rng.normal(0, AD_NOISE * 0.4, n_ads)
   ad_price = np.round(np.exp(rng.normal(4.0, 1.0, n_ads)), 2)
   brand_vec = rng.normal(size=(n_brands, LATENT_DIM))
 
-  # Users: profile columns, latent taste, tag lists that follow the taste.
-  user_vec = rng.normal(size=(n_users, LATENT_DIM)) / np.sqrt(LATENT_DIM)
-  user_activity = rng.normal(0, 0.5, n_users)
+  # Users: profile columns; a latent taste that follows the profile (segment,
+  # age, gender) plus a personal part; tag lists that follow the taste.
   segid = rng.integers(0, 98, n_users)
   group = rng.integers(0, 13, n_users)
   gender = rng.integers(1, 3, n_users)
@@ -129,6 +147,13 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   new_class = rng.integers(1, 5, n_users)
   pvalue_missing = rng.random(n_users) < 0.3
   new_class_missing = rng.random(n_users) < 0.2
+  profile_vec = (0.8 * rng.normal(size=(98, LATENT_DIM))[segid]
+                 + 0.5 * rng.normal(size=(7, LATENT_DIM))[age]
+                 + 0.4 * rng.normal(size=(3, LATENT_DIM))[gender])
+  user_vec = (profile_vec + USER_NOISE * rng.normal(size=(n_users, LATENT_DIM))) / np.sqrt(
+      LATENT_DIM)
+  user_activity = (0.3 * (shopping - 2) + np.array([0.0, 0.3, 0.1, -0.1, -0.3])[new_class]
+                   + 0.2 * occupation + rng.normal(0, USER_NOISE * 0.4, n_users))
   user_cates = _tags(rng, 2.0 * user_vec @ cate_vec.T, 5, 0.1)
   user_brands = _tags(rng, 2.0 * user_vec @ brand_vec.T, 4, 0.25)
   cate_sets = [set(t.tolist()) for t in user_cates]

@@ -1,54 +1,190 @@
-"""The TFMA EvalConfig: per-task metrics, slices and the blessing thresholds."""
+"""The TFMA EvalConfig: per-task metrics, funnel metrics, slices and the blessing gate.
 
-from typing import Dict, Optional, Sequence
+Metric keys, as TFMA writes them (output_name = the task tower):
+
+* every tower: `example_count`, `auc`, `auc_precision_recall`, `log_loss`
+  (mean binary cross-entropy of the tower's probability and label), `calibration`
+  (mean prediction / mean label: 1 is calibrated, above 1 over-predicts),
+  `mean_prediction`, `mean_label`;
+* every tower after the first: the funnel metrics against the tower before it
+  (models.funnel_metrics): `order_violation_rate`, `conditional_auc`,
+  `conditional_example_count`;
+* plots, per tower (for the report's calibration and ROC curves):
+  `calibration_plot` (TFMA CalibrationPlot: 1,000 prediction buckets with
+  example, label and prediction sums) and `confusion_matrix_plot`
+  (ConfusionMatrixPlot: counts at 1,000 thresholds).
+
+Slices: overall, then one per value of each of SLICE_FEATURES that the config
+has as a column, and of the Transform-computed `user_activity` bucket
+(models.preprocessing) when the config has a user column.
+
+The gate (`gate=True`, what `aitm run` uses) is on the overall slice only:
+each tower's AUC must reach its floor (`min_auc`) and must not be more than
+`max_auc_drop` below the baseline's - the latest blessed model, which the
+pipeline resolves from ML Metadata. Without a baseline (the first run) TFX
+drops the change thresholds and the floors alone decide. `gate=False` (`aitm
+compare`) evaluates one model with no thresholds at all.
+"""
+
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from google.protobuf import wrappers_pb2
 from tensorflow_model_analysis.proto import config_pb2
 
+from models import preprocessing
 from models.config import PipelineConfig
+from models.funnel_metrics import funnel_metric_config
+from models.signatures import TRANSFORM_SIGNATURE
 
-SLICE_FEATURES: Sequence[str] = ("pid",)
-# Every task's eval AUC must reach this for the model to be blessed.
+# Raw columns to slice by, when the config has them.
+SLICE_FEATURES: Sequence[str] = ("pid", "age_level", "new_user_class_level", "shopping_level")
+# Every task's overall eval AUC must reach this for the model to be blessed.
 DEFAULT_MIN_AUC = 0.55
+# ... and may be at most this much below the baseline's (absolute AUC).
+DEFAULT_MAX_AUC_DROP = 0.01
+CANDIDATE, BASELINE = "candidate", "baseline"
+
+# TFMA class name -> the metric name written in the evaluation (and its config).
+TASK_METRICS = (
+    ("ExampleCount", "example_count"),
+    ("AUC", "auc"),
+    ("AUCPrecisionRecall", "auc_precision_recall"),
+    # Keras' (probabilities clipped to [1e-7, 1 - 1e-7]): TFMA's own
+    # BinaryCrossEntropy takes log(0) = -inf for a saturated sigmoid.
+    ("BinaryCrossentropy", "log_loss"),
+    ("Calibration", "calibration"),
+    ("MeanPrediction", "mean_prediction"),
+    ("MeanLabel", "mean_label"),
+)
+TASK_PLOTS = (("CalibrationPlot", "calibration_plot"),
+              ("ConfusionMatrixPlot", "confusion_matrix_plot"))
+
+
+def _per_task(name: str, values: Optional[Mapping[str, float]], default: float,
+              tasks: Sequence[str]) -> Dict[str, float]:
+  """Task -> value: `values` where given, `default` for the other tasks."""
+  values = dict(values or {})
+  unknown = set(values) - set(tasks)
+  if unknown:
+    raise ValueError(f"{name}: unknown tasks {sorted(unknown)}; the towers are {list(tasks)}")
+  for task, value in values.items():
+    if not isinstance(value, (int, float)) or value < 0:
+      raise ValueError(f"{name}['{task}']: expected a number >= 0, got {value!r}")
+  return {task: float(values.get(task, default)) for task in tasks}
+
+
+def min_auc_floors(config: PipelineConfig,
+                   min_auc: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
+  """Task -> AUC floor (DEFAULT_MIN_AUC where `min_auc` doesn't say)."""
+  return _per_task("min_auc", min_auc, DEFAULT_MIN_AUC, list(config.task_labels))
+
+
+def max_auc_drops(config: PipelineConfig,
+                  max_auc_drop: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
+  """Task -> allowed AUC drop against the baseline (DEFAULT_MAX_AUC_DROP where not given)."""
+  return _per_task("max_auc_drop", max_auc_drop, DEFAULT_MAX_AUC_DROP,
+                   list(config.task_labels))
+
+
+def thresholds_from_flags(config: PipelineConfig, flag: str,
+                          values: Optional[Sequence[str]]) -> Dict[str, float]:
+  """`aitm run --min-auc 0.6 --min-auc cvr=0.7` -> {'ctr': 0.6, 'cvr': 0.7}: each value
+  is NUMBER (every task) or TASK=NUMBER (that task, winning over a NUMBER for all)."""
+  tasks = list(config.task_labels)
+  everyone, one = {}, {}
+  for value in values or []:
+    task, _, number = value.rpartition("=")
+    if task and task not in tasks:
+      raise ValueError(f"{flag} {value}: no task '{task}'; the towers are {tasks}")
+    try:
+      parsed = float(number)
+    except ValueError:
+      raise ValueError(f"{flag} {value}: '{number}' is not a number") from None
+    if parsed < 0:
+      raise ValueError(f"{flag} {value}: must be >= 0")
+    if task:
+      one[task] = parsed
+    else:
+      everyone = {t: parsed for t in tasks}
+  return {**everyone, **one}
+
+
+def slice_features(config: PipelineConfig) -> List[str]:
+  """The features sliced on, in order: the raw SLICE_FEATURES the config has, then the
+  Transform-computed ones."""
+  raw = [name for name in SLICE_FEATURES if name in config.feature_columns]
+  return raw + list(preprocessing.derived_features(config))
+
+
+def _auc_gate(floor: float, max_drop: float) -> config_pb2.MetricConfig:
+  auc = config_pb2.MetricConfig(class_name="AUC")
+  # The whole eval split decides; small slices are reported, not gated.
+  auc.per_slice_thresholds.add(
+      slicing_specs=[config_pb2.SlicingSpec()],
+      threshold=config_pb2.MetricThreshold(
+          value_threshold=config_pb2.GenericValueThreshold(
+              lower_bound=wrappers_pb2.DoubleValue(value=floor)),
+          change_threshold=config_pb2.GenericChangeThreshold(
+              direction=config_pb2.MetricDirection.HIGHER_IS_BETTER,
+              absolute=wrappers_pb2.DoubleValue(value=-max_drop))))
+  return auc
 
 
 def make_eval_config(config: PipelineConfig,
-                     min_auc: Optional[Dict[str, float]] = None) -> config_pb2.EvalConfig:
-  """AUC (the gate), AUC-PR and example counts per task tower, overall and by slice.
+                     min_auc: Optional[Mapping[str, float]] = None,
+                     max_auc_drop: Optional[Mapping[str, float]] = None,
+                     *, gate: bool = True) -> config_pb2.EvalConfig:
+  """The Evaluator's config for `config`'s task towers (see the module docstring).
 
-  The model is evaluated through `serving_default` on raw ExampleGen
-  examples; labels are read from the raw label columns. `min_auc` maps tower
-  name -> floor (default DEFAULT_MIN_AUC for every tower).
+  The model is evaluated through `serving_default` on raw ExampleGen examples;
+  labels are the raw label columns. `min_auc` / `max_auc_drop` map tower name
+  -> value (unlisted towers get DEFAULT_MIN_AUC / DEFAULT_MAX_AUC_DROP); with
+  `gate=False` they must be left out.
   """
-  tasks = config.task_labels
-  if min_auc is None:
-    min_auc = {task: DEFAULT_MIN_AUC for task in tasks}
-  unknown = set(min_auc) - set(tasks)
-  if unknown:
-    raise ValueError(f"AUC floors for unknown tasks {sorted(unknown)}; tasks are {list(tasks)}")
+  tasks = list(config.task_labels)
+  if not gate and (min_auc or max_auc_drop):
+    raise ValueError("min_auc and max_auc_drop are blessing thresholds; an evaluation "
+                     "without the gate (gate=False) takes neither")
+  floors = min_auc_floors(config, min_auc)
+  drops = max_auc_drops(config, max_auc_drop)
+
   metrics_specs = []
-  for task in tasks:
-    auc = config_pb2.MetricConfig(class_name="AUC")
-    if task in min_auc:
-      # The floor holds for the whole eval split; small slices are reported, not gated.
-      auc.per_slice_thresholds.add(
-          slicing_specs=[config_pb2.SlicingSpec()],
-          threshold=config_pb2.MetricThreshold(
-              value_threshold=config_pb2.GenericValueThreshold(
-                  lower_bound=wrappers_pb2.DoubleValue(value=min_auc[task]))))
-    metrics_specs.append(config_pb2.MetricsSpec(
-        output_names=[task],
-        metrics=[
-            config_pb2.MetricConfig(class_name="ExampleCount"),
-            auc,
-            config_pb2.MetricConfig(class_name="AUCPrecisionRecall"),
-        ]))
+  for i, task in enumerate(tasks):
+    metrics = []
+    for class_name, name in TASK_METRICS:
+      if class_name == "AUC" and gate:
+        metrics.append(_auc_gate(floors[task], drops[task]))
+      elif class_name == "BinaryCrossentropy":
+        metrics.append(config_pb2.MetricConfig(class_name=class_name,
+                                               config=f'{{"name": "{name}"}}'))
+      else:
+        metrics.append(config_pb2.MetricConfig(class_name=class_name))
+    metrics += [config_pb2.MetricConfig(class_name=class_name) for class_name, _ in TASK_PLOTS]
+    if i > 0:
+      metrics.append(funnel_metric_config(upstream=tasks[i - 1]))
+    metrics_specs.append(config_pb2.MetricsSpec(output_names=[task], metrics=metrics))
+
+  derived = preprocessing.derived_features(config)
+  candidate = config_pb2.ModelSpec(
+      signature_name="serving_default", label_keys=dict(config.task_labels),
+      # TFMA runs this signature on the eval examples and slices on its outputs
+      # (the Transform-computed features), looking there before the raw ones.
+      preprocessing_function_names=[TRANSFORM_SIGNATURE] if derived else [])
+  model_specs = [candidate]
+  if gate:
+    candidate.name = CANDIDATE
+    # No preprocessing_function_names: TFMA then calls the signature (its default
+    # name) on the baseline only if it has one, so a baseline exported before it
+    # existed still loads. TFMA finds the candidate's slice features under the
+    # model's name only when both models returned some; with such a baseline it
+    # finds none, and that one comparison has no user_activity slices.
+    model_specs.append(config_pb2.ModelSpec(
+        name=BASELINE, is_baseline=True, signature_name="serving_default",
+        label_keys=dict(config.task_labels)))
   return config_pb2.EvalConfig(
-      model_specs=[config_pb2.ModelSpec(signature_name="serving_default",
-                                        label_keys=dict(tasks))],
+      model_specs=model_specs,
       slicing_specs=[config_pb2.SlicingSpec()] + [
-          config_pb2.SlicingSpec(feature_keys=[name]) for name in SLICE_FEATURES
-          if name in config.feature_columns],
+          config_pb2.SlicingSpec(feature_keys=[name]) for name in slice_features(config)],
       metrics_specs=metrics_specs,
       # The compiled Keras metrics would be recomputed on raw features the Keras
       # model (which takes transformed ones) can't read; the specs above replace them.

@@ -17,7 +17,18 @@ What each feature becomes is set by the config's `feature_config`
 
 Labels pass through as int64 `[batch]`. Raw columns arrive as SparseTensors
 because any of them may be missing at serving time.
+
+Derived features (`derived_features(config)`), for slicing the evaluation,
+not read by the model unless the config's feature groups name them:
+
+* `user_activity` (when the config has a `user_id` column): int64 `[batch]`,
+  the user's number of impressions in the Transform analysis data (the train
+  split), bucketed by ACTIVITY_EDGES = (1, 5, 20, 100): 0 = none (a user the
+  train split hasn't seen, or no user id), 1 = 1-4, 2 = 5-19, 3 = 20-99,
+  4 = 100 or more.
 """
+
+from typing import Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -28,6 +39,12 @@ from models.features import ColumnType, Encoding, Feature, vocabulary_name
 MISSING = "<missing>"
 # Transform(custom_config={CONFIG_KEY: config.data_text()})
 CONFIG_KEY = "config"
+
+USER_COLUMN = "user_id"
+ACTIVITY_FEATURE = "user_activity"
+# Impressions in the analysis data at which a user enters the next activity level.
+ACTIVITY_EDGES = (1, 5, 20, 100)
+ACTIVITY_LEVELS = ("none", "1-4", "5-19", "20-99", "100+")  # level i's name
 
 
 def _dense(x, default):
@@ -101,8 +118,38 @@ def encode_feature(feature: Feature, raw, column_type: ColumnType):
   raise ValueError(f"feature '{feature.name}': unknown encoding {encoding}")
 
 
+def derived_features(config) -> Tuple[str, ...]:
+  """The Transform outputs computed for slicing rather than from a feature's config."""
+  return (ACTIVITY_FEATURE,) if USER_COLUMN in config.column_types else ()
+
+
+def _impression_counts(keys, vocabulary_path):
+  """lookup_fn for tft.apply_vocabulary: a key's count in a `store_frequency`
+  vocabulary file ('<count> <key>' lines), 0 for a key not in it."""
+  table = tf.lookup.StaticHashTable(
+      tf.lookup.TextFileInitializer(vocabulary_path, key_dtype=tf.string, key_index=1,
+                                    value_dtype=tf.int64, value_index=0, delimiter=" "),
+      default_value=0)
+  return table.lookup(keys), table.size()
+
+
+def user_activity(user_ids, column_type: ColumnType):
+  """User id column [batch] -> activity level [batch] int64 (see the module docstring)."""
+  users = _text(user_ids, column_type)
+  counts = tft.apply_vocabulary(
+      users, tft.vocabulary(users, vocab_filename="user_impressions", store_frequency=True),
+      lookup_fn=_impression_counts)
+  counts = tf.where(tf.equal(users, MISSING), tf.zeros_like(counts), counts)
+  level = tf.raw_ops.Bucketize(input=tf.cast(counts, tf.float32),
+                               boundaries=[float(e) for e in ACTIVITY_EDGES])
+  return tf.cast(level, tf.int64)
+
+
 def transform_features(inputs, config):
-  """Raw features (and labels when present) -> Transform outputs, per the config."""
+  """Raw features (and labels when present) -> the configured features and labels.
+
+  Works eagerly too (no analysis pass) for configs without learned vocabularies;
+  the derived features, which always need one, are preprocessing_fn's."""
   types = config.column_types
   outputs = {f.name: encode_feature(f, inputs[f.column], types[f.column])
              for f in config.features}
@@ -112,11 +159,26 @@ def transform_features(inputs, config):
   return outputs
 
 
+def derived_outputs(inputs, config):
+  """The derived features (module docstring), computed from the analysis data."""
+  outputs = {}
+  if ACTIVITY_FEATURE in derived_features(config):
+    outputs[ACTIVITY_FEATURE] = user_activity(inputs[USER_COLUMN],
+                                              config.column_types[USER_COLUMN])
+  return outputs
+
+
 def preprocessing_fn(inputs, custom_config):
   """tf.Transform entry point (Transform(preprocessing_fn='models.preprocessing.preprocessing_fn'))."""
   config = parse_config(custom_config[CONFIG_KEY], source="Transform custom_config",
                         require_model=False)
-  return transform_features(inputs, config)
+  outputs = transform_features(inputs, config)
+  for name in derived_features(config):
+    if name in outputs:
+      raise ValueError(f"feature_config: a feature is named '{name}', which Transform "
+                       f"computes itself (models.preprocessing.derived_features)")
+  outputs.update(derived_outputs(inputs, config))
+  return outputs
 
 
 def embedding_rows(feature: Feature, tf_transform_output=None) -> int:

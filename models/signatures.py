@@ -9,12 +9,26 @@
 
 Both return float32 [None] probabilities keyed by task tower name, computed by
 the same Transform graph and Keras model.
+
+* `transformed_features` (when the config has derived features,
+  models.preprocessing.derived_features): `examples` as `serving_default` ->
+  the Transform-computed slice features, e.g. `user_activity` int64 [None].
+  The Evaluator runs it to slice by them (ModelSpec.preprocessing_function_names;
+  the name is TFMA's default preprocessing signature, which TFMA also calls,
+  when present, on a baseline model it wasn't told to). Only the derived
+  features: TFMA looks a slice feature up in these outputs before the raw
+  ones, so returning every Transform output would make `pid` slices show
+  vocabulary ids instead of the raw values.
 """
 
 import tensorflow as tf
 
 from models.backbone import model_features
 from models.features import ColumnType
+from models.preprocessing import derived_features
+
+# The signature TFMA runs for the slice features (models.eval_config).
+TRANSFORM_SIGNATURE = "transformed_features"
 
 _DTYPES = {ColumnType.STRING: tf.string, ColumnType.FLOAT: tf.float32,
            ColumnType.INT: tf.int64}
@@ -38,7 +52,7 @@ def _as_sparse(values, missing):
 
 
 def make_signatures(model, tf_transform_output, config):
-  """Returns {'serving_default': ..., 'serving_raw': ...} concrete functions."""
+  """Returns {'serving_default', 'serving_raw'[, 'transformed_features']} concrete functions."""
   model.tft_layer = tf_transform_output.transform_features_layer()
   spec = _raw_serving_spec(tf_transform_output, config)
   names = [f.name for f in model_features(config)]
@@ -67,7 +81,16 @@ def make_signatures(model, tf_transform_output, config):
 
   types = config.column_types
   raw_inputs = {name: tf.TensorSpec([None], _DTYPES[types[name]], name=name) for name in spec}
-  return {
+  signatures = {
       "serving_default": serve_examples.get_concrete_function(),
       "serving_raw": tf.function(serve_raw).get_concrete_function(raw_inputs),
   }
+  derived = derived_features(config)
+  if derived:
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_examples(examples):
+      transformed = model.tft_layer(tf.io.parse_example(examples, spec))
+      return {name: transformed[name] for name in derived}
+
+    signatures[TRANSFORM_SIGNATURE] = transform_examples.get_concrete_function()
+  return signatures

@@ -25,17 +25,20 @@ SUMMARY_FILE = "training_summary.json"
 
 
 def _dataset(files, data_accessor, tf_transform_output, config, batch_size, shuffle,
-             shuffle_buffer, repeat):
+             shuffle_buffer, repeat, seed=None, shuffle_labels=False):
   dataset = data_accessor.tf_dataset_factory(
       files,
       tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=None if repeat else 1,
                                      shuffle=shuffle, shuffle_buffer_size=shuffle_buffer,
-                                     drop_final_batch=False),
+                                     shuffle_seed=seed, drop_final_batch=False),
       tf_transform_output.transformed_metadata.schema)
   names = [f.name for f in model_features(config)]
 
   def split(batch):
     labels = {t.name: tf.cast(batch[t.label], tf.float32) for t in config.tasks}
+    if shuffle_labels:
+      order = tf.random.shuffle(tf.range(tf.shape(labels[config.tasks[0].name])[0]), seed=seed)
+      labels = {name: tf.gather(values, order) for name, values in labels.items()}
     return {name: batch[name] for name in names}, labels
 
   return dataset.map(split).prefetch(tf.data.AUTOTUNE)
@@ -91,14 +94,16 @@ class ProgressLogger(tf.keras.callbacks.Callback):
           flush=True)
 
 
-def compile_model(model, config, training: TrainingConfig):
+def compile_model(model, config, training: TrainingConfig, total_steps=None):
+  """`total_steps`: the planned step budget, which the default learning rate
+  schedule spans."""
   towers = {t.tower_name: t for t in config.proto.model_config.model_params.task_towers}
   metrics = {}
   for task in config.tasks:
     sets = [m.auc.num_thresholds for m in towers[task.name].metrics_set] or [200]
     metrics[task.name] = [tf.keras.metrics.AUC(num_thresholds=sets[0], name="auc")]
   model.compile(
-      optimizer=make_optimizer(config.proto.train_config, training.learning_rate),
+      optimizer=make_optimizer(config.proto.train_config, training.learning_rate, total_steps),
       loss={t.name: tf.keras.losses.BinaryCrossentropy() for t in config.tasks},
       loss_weights={t.name: t.classification_weight for t in config.tasks},
       metrics=metrics)
@@ -113,10 +118,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
   training = TrainingConfig.from_config(
       config.proto, fn_args.custom_config.get(TRAINING_KEY)).sized_for(train_rows)
   steps_per_epoch = training.steps_per_epoch(train_rows)
+  if training.seed is not None:
+    tf.keras.utils.set_random_seed(training.seed)
 
   rows = {f.name: embedding_rows(f, tf_transform_output) for f in config.features}
   model = build_model(config, rows)
-  compile_model(model, config, training)
+  compile_model(model, config, training, total_steps=steps_per_epoch * training.max_epochs)
   # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
   # the step budget is ours and early stopping on the mean eval AUC may end it.
   early_stopping = training.num_steps is None
@@ -127,9 +134,13 @@ def run_fn(fn_args: tfx.components.FnArgs):
            if early_stopping else
            f"{training.max_epochs} epochs (num_steps {training.num_steps}, no early stopping)"),
         flush=True)
+  if training.shuffle_labels:
+    print("  [Trainer] shuffle_labels is set: training a null model on permuted labels",
+          flush=True)
 
   train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config,
-                   training.batch_size, training.shuffle, training.shuffle_buffer, repeat=True)
+                   training.batch_size, training.shuffle, training.shuffle_buffer, repeat=True,
+                   seed=training.seed, shuffle_labels=training.shuffle_labels)
   evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config,
                         training.batch_size, False, 0, repeat=False)
   callbacks = [LossTerms([t.name for t in config.tasks])]
@@ -155,6 +166,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
       "model_name": config.proto.model_config.model_name,
       "parameters": int(model.count_params()),
       "train_rows": train_rows, "batch_size": training.batch_size,
+      "seed": training.seed, "shuffle_labels": training.shuffle_labels,
       "epochs_run": len(scores), "exported_epoch": best + 1,
       "steps": len(scores) * steps_per_epoch, "train_seconds": round(seconds, 1),
       "eval_auc": {t.name: float(history.history[f"val_{t.name}_auc"][best])

@@ -12,8 +12,15 @@ import math
 from typing import Any, Dict, Optional
 
 # A run aims for about this many optimizer steps before early stopping decides.
-TARGET_STEPS = 4000
-DEFAULT_LEARNING_RATE = 3e-4
+TARGET_STEPS = 1500
+MAX_EPOCHS = 20
+# Without a learning rate in the config: a linear warmup to the peak over the
+# first WARMUP_SHARE of the planned steps (Adam's moments are noise at first),
+# then a cosine decay to FINAL_SHARE of the peak by the end of the budget, so
+# the last epochs refine rather than memorize; early stopping may end it sooner.
+DEFAULT_LEARNING_RATE = 1e-3
+WARMUP_SHARE = 0.05
+FINAL_SHARE = 0.05
 DEFAULT_SHUFFLE_BUFFER = 100_000
 
 
@@ -28,10 +35,17 @@ class TrainingConfig:
   batch_size: Optional[int] = None
   max_epochs: Optional[int] = None
   num_steps: Optional[int] = None
-  patience: int = 2
+  patience: int = 3
   shuffle: bool = True
   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
   log_every_steps: int = 50
+  # Seeds weight init, dropout and the input shuffle: the same seed, data and
+  # settings train the same model (None: a fresh seed each run).
+  seed: Optional[int] = None
+  # A null model for checking the blessing gate: each train batch's label rows
+  # are permuted (jointly across towers, so the funnel stays consistent), which
+  # leaves the features nothing to predict. Never set in a real run.
+  shuffle_labels: bool = False
 
   @classmethod
   def from_dict(cls, values: Optional[Dict[str, Any]]) -> "TrainingConfig":
@@ -76,7 +90,7 @@ class TrainingConfig:
     elif self.num_steps:
       epochs = math.ceil(self.num_steps / steps_per_epoch)
     else:
-      epochs = int(min(30, max(3, math.ceil(TARGET_STEPS / steps_per_epoch))))
+      epochs = int(min(MAX_EPOCHS, max(3, math.ceil(TARGET_STEPS / steps_per_epoch))))
     return dataclasses.replace(self, batch_size=batch, max_epochs=epochs)
 
   def steps_per_epoch(self, train_rows: int) -> int:
@@ -95,14 +109,20 @@ def _optimizer_settings(train_config):
   return kind, getattr(optimizer, kind)
 
 
-def learning_rate(train_config, override: Optional[float] = None):
+def learning_rate(train_config, override: Optional[float] = None,
+                  total_steps: Optional[int] = None):
   """The optimizer's learning rate: a float, or a schedule of the step.
-  `override` (from `--learning-rate`) replaces it with a constant."""
+
+  `override` (from `--learning-rate`) replaces it with a constant. A config
+  without one gets the warmup + cosine schedule over `total_steps` (the
+  planned budget), or DEFAULT_LEARNING_RATE constant when that is unknown.
+  """
   _, settings = _optimizer_settings(train_config)
   if override is not None:
     return override
   if settings is None or not settings.HasField("learning_rate"):
-    return DEFAULT_LEARNING_RATE
+    return warmup_cosine(DEFAULT_LEARNING_RATE, total_steps) if total_steps else (
+        DEFAULT_LEARNING_RATE)
   rate = settings.learning_rate
   if rate.WhichOneof("learning_rate") == "exponential_decay_learning_rate":
     decay = rate.exponential_decay_learning_rate
@@ -111,12 +131,13 @@ def learning_rate(train_config, override: Optional[float] = None):
   return rate.constant_learning_rate.learning_rate
 
 
-def make_optimizer(train_config, override_learning_rate: Optional[float] = None):
+def make_optimizer(train_config, override_learning_rate: Optional[float] = None,
+                   total_steps: Optional[int] = None):
   """train_config.optimizer_config -> a Keras optimizer."""
   import tensorflow as tf  # here, so reading settings never imports TensorFlow
 
   kind, settings = _optimizer_settings(train_config)
-  rate = learning_rate(train_config, override_learning_rate)
+  rate = learning_rate(train_config, override_learning_rate, total_steps)
   if kind == "adagrad_optimizer":
     return tf.keras.optimizers.Adagrad(rate)
   if kind == "momentum_optimizer":
@@ -124,6 +145,17 @@ def make_optimizer(train_config, override_learning_rate: Optional[float] = None)
   if settings is not None:
     return tf.keras.optimizers.Adam(rate, beta_1=settings.beta1, beta_2=settings.beta2)
   return tf.keras.optimizers.Adam(rate)
+
+
+def warmup_cosine(peak: float, total_steps: int):
+  """0 -> `peak` linearly over WARMUP_SHARE of `total_steps`, then a cosine decay to
+  FINAL_SHARE * peak at `total_steps` (held there after)."""
+  import tensorflow as tf
+
+  warmup = max(1, int(total_steps * WARMUP_SHARE))
+  return tf.keras.optimizers.schedules.CosineDecay(
+      0.0, max(1, total_steps - warmup), alpha=FINAL_SHARE, warmup_target=peak,
+      warmup_steps=warmup)
 
 
 def FlooredExponentialDecay(initial, decay_steps, decay_factor, staircase, floor):

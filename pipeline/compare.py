@@ -3,7 +3,10 @@
 Each config runs the pipeline up to the Evaluator under one pipeline name and
 root, so ExampleGen, statistics, validation and - when the configs share their
 data and feature sections - Transform run once and are reused from the ML
-Metadata cache; only Trainer and Evaluator run per model. Nothing is pushed.
+Metadata cache; only Trainer and Evaluator run per model. Nothing is pushed,
+and the Evaluator runs without thresholds and without a baseline, so a
+compared model is never blessed and never becomes the baseline of a later
+`aitm run` under the same pipeline name.
 """
 
 import dataclasses

@@ -94,10 +94,17 @@ def run_local(
     schema_path: str = configs.SCHEMA_PATH,
     training: Optional[Dict[str, Any]] = None,
     min_auc: Optional[Dict[str, float]] = None,
+    max_auc_drop: Optional[Dict[str, float]] = None,
     push: bool = True,
     enable_cache: bool = True,
 ) -> RunSummary:
-  """Runs the whole pipeline; raises on failure (nothing is pushed then)."""
+  """Runs the whole pipeline; raises on failure (nothing is pushed then).
+
+  `min_auc` / `max_auc_drop`: task -> AUC floor / allowed AUC drop against the
+  latest blessed model (models.eval_config defaults for tasks not listed). A
+  model that misses either is not blessed nor pushed, and the summary's
+  `not_blessed` says why. Without `push`, no gate (and neither may be given).
+  """
   check_schema(config, schema_path)
   pipeline_root = os.path.abspath(pipeline_root)
   os.makedirs(pipeline_root, exist_ok=True)
@@ -112,6 +119,9 @@ def run_local(
       model_name=model_name,
       training=training,
       min_auc=min_auc,
+      max_auc_drop=max_auc_drop,
+      # A rerun whose Trainer is cached must not take its own model as the baseline.
+      baseline_excludes_candidate=True,
       enable_cache=enable_cache,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))

@@ -1,12 +1,16 @@
 """The AITM component graph, built from plain arguments (one factory, any runner)."""
 
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
 from tfx.proto import example_gen_pb2
+from tfx.types import Channel
+from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from components.anomalies_gate import AnomaliesGate
 from components.csv_example_gen import executor as csv_executor
@@ -15,6 +19,45 @@ from models import trainer as trainer_module
 from models.config import PipelineConfig
 from models.eval_config import make_eval_config
 from pipeline import configs
+
+RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
+  """The latest blessed model that is not the candidate itself.
+
+  Inputs `model` and `model_blessing` as for LatestBlessedModelStrategy, plus
+  `candidate` (the Trainer's model, passed through). When the Trainer comes
+  from the cache its model is the one blessed last time; the stock strategy
+  would make it its own baseline, so the Evaluator's inputs would differ from
+  the first run's, and it would re-evaluate the model against itself and push
+  a copy. Leaving the candidate out gives the first run's inputs back, and the
+  rerun is served from the cache.
+  """
+
+  def resolve_artifacts(self, store, input_dict):
+    candidate = list(input_dict.get("candidate", []))
+    exclude = {artifact.id for artifact in candidate}
+    others = [m for m in input_dict.get("model", []) if m.id not in exclude]
+    result = self._resolve({"model": others,
+                            "model_blessing": list(input_dict.get("model_blessing", []))},
+                           "model", "model_blessing")
+    result["candidate"] = candidate
+    return result
+
+
+def _baseline_resolver(candidate_model, exclude_candidate: bool) -> tfx.dsl.Resolver:
+  """The latest blessed Model (and its ModelBlessing) of this pipeline, from ML Metadata."""
+  if not exclude_candidate:
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
+    ).with_id(RESOLVER_ID)
+  return tfx.dsl.Resolver(
+      strategy_class=LatestBlessedOtherModelStrategy,
+      model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
+      candidate=candidate_model,
+  ).with_id(RESOLVER_ID)
 
 
 def create_pipeline(
@@ -27,8 +70,10 @@ def create_pipeline(
     model_name: str = configs.MODEL_NAME,
     schema_path: str = configs.SCHEMA_PATH,
     training: Optional[Dict[str, Any]] = None,
-    min_auc: Optional[Dict[str, float]] = None,
+    min_auc: Optional[Mapping[str, float]] = None,
+    max_auc_drop: Optional[Mapping[str, float]] = None,
     push: bool = True,
+    baseline_excludes_candidate: bool = False,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
     enable_cache: bool = True,
@@ -38,9 +83,19 @@ def create_pipeline(
 
   `config` is the checked EasyRec config: ExampleGen and Transform get its data
   part (so a model-only change reuses their cached outputs), the Trainer all
-  of it, the Evaluator its task towers. Without `push`, the graph ends at the
-  Evaluator (`aitm compare`). Callers check the config against the schema
-  first (pipeline.schema_check), where the schema file is readable.
+  of it, the Evaluator its task towers. Callers check the config against the
+  schema first (pipeline.schema_check), where the schema file is readable.
+
+  With `push`, the Evaluator gates (models.eval_config): per task an AUC floor
+  (`min_auc`) and at most `max_auc_drop` below the baseline, the latest blessed
+  model of this pipeline (resolved from ML Metadata by `RESOLVER_ID`; none on
+  the first run, when the floors alone decide), and Pusher pushes only a
+  blessed model. `baseline_excludes_candidate` resolves the baseline with
+  LatestBlessedOtherModelStrategy (what LocalDagRunner runs use, so a rerun is
+  served from the cache); KubeflowV2DagRunner compiles only the stock
+  LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
+  at an Evaluator with no thresholds and no baseline, so such a model never
+  becomes one.
   """
   example_gen = FileBasedExampleGen(
       input_base=data_root,
@@ -72,17 +127,24 @@ def create_pipeline(
       custom_config={trainer_module.CONFIG_KEY: config.text,
                      trainer_module.TRAINING_KEY: dict(training or {})})
 
-  evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-      eval_config=make_eval_config(config, min_auc))
   components = [example_gen, statistics_gen, schema_gen, example_validator, gate,
-                transform, trainer, evaluator]
-  if push:
-    components.append(tfx.components.Pusher(
+                transform, trainer]
+  eval_config = make_eval_config(config, min_auc, max_auc_drop, gate=push)
+  if not push:
+    components.append(tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        eval_config=eval_config))
+  else:
+    resolver = _baseline_resolver(trainer.outputs["model"], baseline_excludes_candidate)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=resolver.outputs["model"], eval_config=eval_config)
+    pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.join(serving_dir, model_name)))))
+                base_directory=os.path.join(serving_dir, model_name))))
+    components += [resolver, evaluator, pusher]
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

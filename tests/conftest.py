@@ -16,6 +16,8 @@ skip_tf_keras()  # as the Trainer does; halves the time of tests that save model
 
 E2E_ROWS = 20_000
 E2E_SEED = 11
+# The session run's training overrides: seeded, so a retrain can reproduce its model.
+E2E_TRAINING = {"seed": E2E_SEED}
 
 
 @dataclasses.dataclass
@@ -38,7 +40,39 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
   data_dir = str(root / "data")
   taobao.write_csv(data_dir, E2E_ROWS, E2E_SEED)
   kwargs = dict(config=load_config(configs.CONFIG_PATH), data_root=data_dir,
-                pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"))
+                pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"),
+                training=E2E_TRAINING)
   first = run_local(**kwargs)
   second = run_local(**kwargs)
   return PipelineRun(data_dir, kwargs["pipeline_root"], kwargs["serving_dir"], first, second)
+
+
+@dataclasses.dataclass
+class GateRuns:
+  # Each run pushes to a serving dir of its own (the session run's keeps one version).
+  weak_serving_dir: str
+  weak: object             # RunSummary: labels shuffled in training, AUC floors 0
+  normal_serving_dir: str
+  normal: object           # RunSummary: the session run's settings again, cache defeated
+
+
+@pytest.fixture(scope="session")
+def gate_runs(pipeline_run, tmp_path_factory) -> GateRuns:
+  """Two more models under the session run's pipeline name and root, each evaluated
+  against the latest blessed model - the session run's (the weak one isn't blessed)."""
+  from models.config import load_config
+  from pipeline import configs
+  from pipeline.local_runner import run_local
+
+  config = load_config(configs.CONFIG_PATH)
+  root = tmp_path_factory.mktemp("gate")
+  kwargs = dict(config=config, data_root=pipeline_run.data_dir,
+                pipeline_root=pipeline_run.pipeline_root)
+  # Floors 0: only the change threshold can reject it.
+  weak = run_local(training={**E2E_TRAINING, "shuffle_labels": True},
+                   min_auc={task: 0.0 for task in config.task_labels},
+                   serving_dir=str(root / "weak"), **kwargs)
+  # Changes nothing the model depends on, but the Trainer's inputs: no cache.
+  normal = run_local(training={**E2E_TRAINING, "log_every_steps": 49},
+                     serving_dir=str(root / "normal"), **kwargs)
+  return GateRuns(str(root / "weak"), weak, str(root / "normal"), normal)

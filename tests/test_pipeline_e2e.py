@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import eval_config, funnel_metrics
 from models.config import load_config
 from models.features import ColumnType
 from pipeline import configs
+from pipeline.pipeline import RESOLVER_ID
+from pipeline.run_summary import read_metrics, task_metrics
 
 pytestmark = pytest.mark.e2e
 CONFIG = load_config(configs.CONFIG_PATH)
 TASKS = [t.name for t in CONFIG.tasks]
 
 COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
-              "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher"]
+              "AnomaliesGate", "Transform", "Trainer", RESOLVER_ID, "Evaluator", "Pusher"]
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,9 @@ def test_signatures_contract(pushed_model):
   assert list(inputs) == ["examples"]
   assert inputs["examples"].dtype == tf.string and inputs["examples"].shape.as_list() == [None]
   assert set(default.structured_outputs) == set(TASKS)
+  slicing = pushed_model.signatures["transformed_features"]
+  assert list(slicing.structured_input_signature[1]) == ["examples"]
+  assert set(slicing.structured_outputs) == {"user_activity"}
   _, raw_inputs = pushed_model.signatures["serving_raw"].structured_input_signature
   assert set(raw_inputs) == set(CONFIG.feature_columns)
   assert raw_inputs["price"].dtype == tf.int64 and raw_inputs["user_id"].dtype == tf.string
@@ -118,6 +124,39 @@ def test_both_signatures_agree_and_give_probabilities(pushed_model, eval_rows):
   assert np.mean(from_examples["cvr"].numpy() <= from_examples["ctr"].numpy()) > 0.95
 
 
+def test_user_activity_levels_of_eval_rows(pushed_model, eval_rows):
+  levels = pushed_model.signatures["transformed_features"](
+      examples=tf.constant([_example(r) for r in eval_rows]))["user_activity"].numpy()
+  assert levels.dtype == np.int64 and set(levels) <= {0, 1, 2, 3, 4}
+  assert len(set(levels)) >= 3  # popular and rare users alike
+
+
+def test_every_metric_on_every_slice(pipeline_run):
+  by_slice = read_metrics(pipeline_run.first.evaluation_uri)
+  features = {key[0][0] for key in by_slice if key}
+  assert features == {"pid", "age_level", "new_user_class_level", "shopping_level",
+                      "user_activity"}
+  expected = {name for _, name in eval_config.TASK_METRICS}
+  for key, values in by_slice.items():
+    metrics = task_metrics(values)
+    assert set(metrics) == set(TASKS), key
+    assert set(metrics["ctr"]) == expected, key
+    assert set(metrics["cvr"]) == expected | set(funnel_metrics.METRIC_NAMES), key
+
+
+def test_overall_metrics_are_sane(pipeline_run):
+  metrics = pipeline_run.first.metrics
+  for task in TASKS:
+    m = metrics[task]
+    assert m["example_count"] == pipeline_run.first.rows["eval"]
+    assert m["calibration"] == pytest.approx(m["mean_prediction"] / m["mean_label"])
+    assert 0 < m["log_loss"] < 1 and 0 < m["auc_precision_recall"] < 1
+  # The calibrator keeps P(buy) below P(click) almost everywhere.
+  assert metrics["cvr"]["order_violation_rate"] < 0.05
+  assert 0.5 < metrics["cvr"]["conditional_auc"] <= 1
+  assert 0 < metrics["cvr"]["conditional_example_count"] < metrics["ctr"]["example_count"]
+
+
 def test_missing_fields_are_allowed_at_serving(pushed_model):
   only_pid = tf.train.Example()
   only_pid.features.feature["pid"].bytes_list.value.append(b"430548_1007")
@@ -134,7 +173,7 @@ def test_trainer_logs_each_loss_term_and_a_summary(pipeline_run):
   run_dir = pipeline_run.first.model_run_uri
   with open(os.path.join(run_dir, "training_summary.json")) as f:
     summary = json.load(f)
-  assert summary["model_name"] == "AITM" and summary["parameters"] > 1_000_000
+  assert summary["model_name"] == "AITM" and summary["parameters"] > 100_000
   assert set(summary["eval_auc"]) == set(TASKS) and summary["exported_epoch"] >= 1
   events = event_accumulator.EventAccumulator(os.path.join(run_dir, "train"),
                                               size_guidance={"tensors": 0})
@@ -147,8 +186,10 @@ def test_trainer_logs_each_loss_term_and_a_summary(pipeline_run):
 
 
 def test_second_run_is_served_from_the_cache(pipeline_run):
-  states = pipeline_run.second.component_states
+  states = dict(pipeline_run.second.component_states)
   assert list(states) == COMPONENTS
+  # The resolver is a query of ML Metadata, recorded afresh each run.
+  assert states.pop(RESOLVER_ID) == "COMPLETE"
   assert set(states.values()) == {"CACHED"}, states
   assert pipeline_run.second.auc == pipeline_run.first.auc
   assert len(os.listdir(os.path.join(pipeline_run.serving_dir, "aitm"))) == 1

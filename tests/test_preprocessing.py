@@ -12,17 +12,20 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from models.config import load_config, parse_config
 from models.features import ColumnType, Encoding, Feature
-from models.preprocessing import CONFIG_KEY, encode_feature, preprocessing_fn, tag_ids
+from models.preprocessing import (ACTIVITY_FEATURE, CONFIG_KEY, encode_feature,
+                                  preprocessing_fn, tag_ids, user_activity)
 from pipeline import configs
 
 CONFIG = load_config(configs.CONFIG_PATH)
 ROWS = [
-    {"pid": "430548_1007", "user_id": "1000001", "age_level": "3", "price": 10,
-     "tag_category_list": "1001|1002|1003", "tag_brand_list": "", "clk": 1, "buy": 1},
-    {"pid": "430539_1007", "user_id": "1000002", "age_level": "3", "price": 49,
-     "tag_category_list": "1001", "tag_brand_list": "700001", "clk": 1, "buy": 0},
-    {"pid": "430548_1007", "user_id": "1000001", "age_level": "", "price": None,
-     "tag_category_list": "", "tag_brand_list": "700002|700003", "clk": 0, "buy": 0},
+    {"pid": "430548_1007", "user_id": "1000001", "cate_id": "6001", "age_level": "3",
+     "price": 10, "tag_category_list": "1001|1002|1003", "tag_brand_list": "", "clk": 1,
+     "buy": 1},
+    {"pid": "430539_1007", "user_id": "1000002", "cate_id": "6002", "age_level": "3",
+     "price": 49, "tag_category_list": "1001", "tag_brand_list": "700001", "clk": 1, "buy": 0},
+    {"pid": "430548_1007", "user_id": "1000001", "cate_id": "6001", "age_level": "",
+     "price": None, "tag_category_list": "", "tag_brand_list": "700002|700003", "clk": 0,
+     "buy": 0},
     {"pid": "430548_1007", "user_id": "", "age_level": "5", "price": 0,
      "tag_category_list": "1002", "tag_brand_list": "", "clk": 0, "buy": 0},
 ]
@@ -61,13 +64,40 @@ def transformed():
 
 
 def test_every_feature_and_label_comes_out(transformed):
-  assert set(transformed[0]) == {f.name for f in CONFIG.features} | set(CONFIG.labels)
+  assert set(transformed[0]) == ({f.name for f in CONFIG.features} | set(CONFIG.labels)
+                                 | {ACTIVITY_FEATURE})
+
+
+def test_user_activity_counts_the_users_impressions(transformed):
+  # user 1000001 has 2 impressions, 1000002 one (both level 1: 1-4); no user id: 0.
+  assert [t[ACTIVITY_FEATURE] for t in transformed] == [1, 1, 1, 0]
+
+
+def test_user_activity_levels_follow_the_edges_of_the_analysis_data():
+  """Counts come from the analysed rows only; a user they lack is level 0."""
+  from tensorflow_transform.tf_metadata import dataset_metadata
+  counts = {"a": 1, "b": 4, "c": 5, "d": 19, "e": 20, "f": 99, "g": 100, "h": 130}
+  analysed = [{"user_id": [u.encode()]} for u, n in counts.items() for _ in range(n)]
+  analysed.append({"user_id": []})  # missing: not a user
+  queried = [{"user_id": [u.encode()]} for u in [*counts, "never_seen"]] + [{"user_id": []}]
+  metadata = dataset_metadata.DatasetMetadata.from_feature_spec(
+      {"user_id": tf.io.VarLenFeature(tf.string)})
+
+  def fn(inputs):
+    return {"level": user_activity(inputs["user_id"], ColumnType.STRING)}
+
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+    transform_fn = (analysed, metadata) | tft_beam.AnalyzeDataset(fn)
+    (out, _) = ((queried, metadata), transform_fn) | tft_beam.TransformDataset()
+  assert [o["level"] for o in out] == [1, 1, 2, 2, 3, 3, 4, 4, 0, 0]
 
 
 def test_hashed_ids_are_stable_and_in_range(transformed):
-  ids = [t["user_id"] for t in transformed]
+  cate = next(f for f in CONFIG.features if f.name == "cate_id")
+  assert cate.encoding is Encoding.HASH
+  ids = [t["cate_id"] for t in transformed]
   assert ids[0] == ids[2] and ids[0] != ids[1]
-  assert all(0 <= i < 100000 for i in ids)
+  assert all(0 <= i < cate.buckets for i in ids)
 
 
 def test_vocabulary_gives_missing_its_own_id(transformed):

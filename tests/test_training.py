@@ -3,7 +3,8 @@ import pytest
 import os
 
 from models.config import load_config
-from models.training import TARGET_STEPS, TrainingConfig, learning_rate, make_optimizer
+from models.training import (DEFAULT_LEARNING_RATE, FINAL_SHARE, MAX_EPOCHS, TARGET_STEPS,
+                             WARMUP_SHARE, TrainingConfig, learning_rate, make_optimizer)
 from pipeline import configs
 
 
@@ -12,7 +13,7 @@ def test_small_data_gets_small_batches_and_more_epochs():
   large = TrainingConfig().sized_for(2_000_000)
   assert small.batch_size == 256 and large.batch_size == 4096
   assert small.max_epochs > large.max_epochs
-  assert small.max_epochs == 30  # the cap: 63 steps an epoch would want 64 epochs
+  assert small.max_epochs == MAX_EPOCHS  # the cap: 63 steps an epoch would want 24 epochs
   assert large.max_epochs * -(-2_000_000 // large.batch_size) >= TARGET_STEPS
 
 
@@ -54,19 +55,37 @@ def test_the_default_config_leaves_sizing_to_the_data_and_overrides_win():
   default = load_config(configs.CONFIG_PATH)
   config = TrainingConfig.from_config(default.proto).sized_for(16_000)
   assert (config.batch_size, config.num_steps) == (256, None)
-  assert float(make_optimizer(default.proto.train_config).learning_rate) == pytest.approx(3e-4)
+  # No rate in the config: without a step budget a constant, with one the schedule.
+  assert float(make_optimizer(default.proto.train_config).learning_rate) == pytest.approx(
+      DEFAULT_LEARNING_RATE)
   overridden = TrainingConfig.from_config(default.proto, {"batch_size": 64, "learning_rate": 0.01})
   assert overridden.batch_size == 64
   assert float(make_optimizer(default.proto.train_config, overridden.learning_rate)
                .learning_rate) == pytest.approx(0.01)
 
 
+def test_default_schedule_warms_up_then_decays_to_its_floor():
+  default = load_config(configs.CONFIG_PATH)
+  schedule = learning_rate(default.proto.train_config, total_steps=1000)
+  warmup = int(1000 * WARMUP_SHARE)
+  assert float(schedule(0)) == pytest.approx(0.0)
+  assert float(schedule(warmup // 2)) == pytest.approx(DEFAULT_LEARNING_RATE / 2, rel=0.05)
+  assert float(schedule(warmup)) == pytest.approx(DEFAULT_LEARNING_RATE)
+  rates = [float(schedule(step)) for step in range(warmup, 1001, 50)]
+  assert all(a >= b for a, b in zip(rates, rates[1:]))  # never rises after the warmup
+  assert float(schedule(1000)) == pytest.approx(DEFAULT_LEARNING_RATE * FINAL_SHARE, rel=1e-3)
+  assert float(schedule(5000)) == pytest.approx(DEFAULT_LEARNING_RATE * FINAL_SHARE, rel=1e-3)
+  # A rate in the config, or --learning-rate, is used as given.
+  assert learning_rate(default.proto.train_config, override=0.01, total_steps=1000) == 0.01
+
+
 def test_exponential_decay_keeps_its_floor():
   from models.config import parse_config
   text = open(configs.CONFIG_PATH).read().replace(
-      "constant_learning_rate { learning_rate: 0.0003 }",
-      "exponential_decay_learning_rate { initial_learning_rate: 0.01 decay_steps: 10 "
-      "decay_factor: 0.5 min_learning_rate: 0.001 }")
+      "adam_optimizer {}",
+      "adam_optimizer { learning_rate { exponential_decay_learning_rate { "
+      "initial_learning_rate: 0.01 decay_steps: 10 decay_factor: 0.5 "
+      "min_learning_rate: 0.001 } } }")
   schedule = learning_rate(parse_config(text).proto.train_config)
   assert float(schedule(0)) == pytest.approx(0.01)
   assert float(schedule(10)) == pytest.approx(0.005)

@@ -1,0 +1,250 @@
+"""Model quality against known truth: AITM, its peers, LightGBM and the oracle.
+
+    .venv/bin/python bench/quality.py --train-rows 500000
+
+Generates one synthetic world (datagen/taobao.py, which knows every
+impression's true P(click) and P(purchase)) and draws from it the pipeline's
+input (enough rows for `--train-rows` in ExampleGen's train split, the rest
+its eval split) and a separate test set. Every config in the model library is
+trained by the pipeline (`aitm compare`: ExampleGen and Transform run once,
+then a Trainer per model; early stopping watches the eval split) and scored
+on the test set through its `serving_raw` signature. LightGBM gets the same
+train and eval splits, read back from ExampleGen's output, one binary model
+per task. The oracle scores the test set with the true probabilities.
+
+Per task it prints AUC and the share of the oracle's lift over 0.5 that each
+model captures: (AUC - 0.5) / (oracle AUC - 0.5). The table is also written
+to `<work>/quality.md` and the numbers to `<work>/quality.json`.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import numpy as np  # noqa: E402
+
+# Rows per call when scoring the test set through a SavedModel.
+SCORE_BATCH = 8192
+
+
+def _auc(labels, scores) -> float:
+  from sklearn.metrics import roc_auc_score
+  return float(roc_auc_score(labels, scores))
+
+
+def _write_input(path, header, cols, rows):
+  import csv
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(zip(*(cols[c][rows] for c in header)))
+
+
+def _score_saved_model(model_dir, config, test_cols, n):
+  """Test rows -> {task: probabilities} through the model's `serving_raw` signature."""
+  import tensorflow as tf
+  from models.features import ColumnType
+
+  serve = tf.saved_model.load(model_dir).signatures["serving_raw"]
+  inputs = serve.structured_input_signature[1]
+  types = config.column_types
+  out = {t.name: [] for t in config.tasks}
+  for start in range(0, n, SCORE_BATCH):
+    rows = slice(start, min(n, start + SCORE_BATCH))
+    feed = {}
+    for name in inputs:
+      values = test_cols[name][rows]
+      if types[name] == ColumnType.STRING:
+        feed[name] = tf.constant(values.astype(str))
+      elif types[name] == ColumnType.INT:
+        feed[name] = tf.constant(values.astype(np.int64))
+      else:
+        feed[name] = tf.constant(values.astype(np.float32))
+    for task, p in serve(**feed).items():
+      out[task].append(p.numpy())
+  return {task: np.concatenate(parts) for task, parts in out.items()}
+
+
+def _latest_trainer_model(pipeline_root) -> str:
+  """The SavedModel directory of the newest Trainer execution (cached or not) in
+  the pipeline root's ML Metadata."""
+  from ml_metadata.metadata_store import metadata_store
+  from ml_metadata.proto import metadata_store_pb2
+  from pipeline.local_runner import metadata_path
+
+  connection = metadata_store_pb2.ConnectionConfig()
+  connection.sqlite.filename_uri = metadata_path(pipeline_root)
+  store = metadata_store.MetadataStore(connection)
+  trainers = [e for t in store.get_execution_types() if t.name.endswith(".Trainer")
+              for e in store.get_executions_by_type(t.name)]
+  latest = max(trainers, key=lambda e: e.id)
+  outputs = [e.artifact_id for e in store.get_events_by_execution_ids([latest.id])
+             if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+  model_type = store.get_artifact_type("Model").id
+  models = [a for a in store.get_artifacts_by_id(outputs) if a.type_id == model_type]
+  return os.path.join(models[0].uri, "Format-Serving")
+
+
+def _read_split(examples_uri, split, columns):
+  """ExampleGen's output split -> {column: np.ndarray}; a missing value is b'' (text),
+  -1 (int) or NaN (float)."""
+  import tensorflow as tf
+
+  files = glob.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz"))
+  cols = {c: [] for c in columns}
+  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(16384)
+  for batch in dataset:
+    example = tf.io.parse_example(batch, {c: tf.io.VarLenFeature(
+        tf.int64 if c in _INT_COLUMNS else tf.float32 if c in _FLOAT_COLUMNS else tf.string)
+        for c in columns})
+    for c in columns:
+      dense = tf.sparse.to_dense(example[c], default_value=(
+          -1 if c in _INT_COLUMNS else np.nan if c in _FLOAT_COLUMNS else b""))[:, 0]
+      cols[c].append(dense.numpy())
+  return {c: np.concatenate(v) for c, v in cols.items()}
+
+
+_INT_COLUMNS: set = set()
+_FLOAT_COLUMNS: set = set()
+
+
+def _lightgbm(train, evaluation, test, features, labels, seed):
+  """One LightGBM binary model per label; each string column is a categorical
+  (a tag list as one category, plus its length), early stopping on eval AUC."""
+  import lightgbm as lgb
+  import pandas as pd
+
+  def frame(cols, categories=None):
+    df = pd.DataFrame({c: cols[c] for c in features})
+    for c in features:
+      if c in _INT_COLUMNS or c in _FLOAT_COLUMNS:
+        df[c] = pd.to_numeric(df[c])
+        continue
+      values = pd.Series(cols[c]).map(lambda v: v.decode() if isinstance(v, bytes) else str(v))
+      if "tag" in c:
+        df[c + "_len"] = values.map(lambda v: 0 if not v else v.count("|") + 1)
+      df[c] = pd.Categorical(values, categories=None if categories is None else categories[c])
+    return df
+
+  x_train = frame(train)
+  categories = {c: x_train[c].cat.categories for c in features
+                if c not in _INT_COLUMNS and c not in _FLOAT_COLUMNS}
+  x_eval, x_test = frame(evaluation, categories), frame(test, categories)
+  out = {}
+  for task, label in labels.items():
+    model = lgb.LGBMClassifier(n_estimators=2000, learning_rate=0.05, num_leaves=63,
+                               min_child_samples=50, cat_smooth=20, subsample=0.8,
+                               subsample_freq=1, colsample_bytree=0.8, random_state=seed,
+                               verbose=-1)
+    model.fit(x_train, train[label].astype(int), eval_set=[(x_eval, evaluation[label].astype(int))],
+              eval_metric="auc", callbacks=[lgb.early_stopping(50, verbose=False)])
+    out[task] = model.predict_proba(x_test)[:, 1]
+    print(f"  [LightGBM] {task}: {model.best_iteration_} trees", flush=True)
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--train-rows", type=int, default=500_000,
+                      help="rows in ExampleGen's train split (the input has 25%% more: eval)")
+  parser.add_argument("--test-rows", type=int, default=100_000)
+  parser.add_argument("--seed", type=int, default=7)
+  parser.add_argument("--configs", nargs="+", help="EasyRec configs (default: the model library)")
+  parser.add_argument("--work", help="working directory (default: a new temporary one)")
+  parser.add_argument("--no-lightgbm", action="store_true")
+  args = parser.parse_args()
+
+  from datagen import taobao
+  from models.config import load_config
+  from models.features import ColumnType
+  from pipeline import configs as pipeline_configs
+  from pipeline.compare import compare, table
+
+  work = args.work or tempfile.mkdtemp(prefix="aitm-quality-")
+  configs = [load_config(p) for p in (args.configs or pipeline_configs.PEER_CONFIGS)]
+  first = configs[0]
+  tasks = {t.name: t.label for t in first.tasks}
+  for name, kind in first.column_types.items():
+    (_INT_COLUMNS if kind == ColumnType.INT else
+     _FLOAT_COLUMNS if kind == ColumnType.FLOAT else set()).add(name)
+  parts = pipeline_configs.TRAIN_BUCKETS + pipeline_configs.EVAL_BUCKETS
+  input_rows = args.train_rows * parts // pipeline_configs.TRAIN_BUCKETS
+
+  start = time.time()
+  cols, truth = taobao.generate(input_rows + args.test_rows, args.seed)
+  cols = {c: np.asarray(v) for c, v in cols.items()}
+  header = taobao.columns()
+  data_root = os.path.join(work, "data")
+  _write_input(os.path.join(data_root, "data.csv"), header, cols, slice(0, input_rows))
+  test = {c: v[input_rows:] for c, v in cols.items()}
+  test_truth = {label: p[input_rows:] for label, p in truth.items()}
+  print(f"generated {input_rows:,} pipeline rows + {args.test_rows:,} test rows "
+        f"in {time.time() - start:.0f}s -> {work}", flush=True)
+
+  start = time.time()
+  pipeline_root = os.path.join(work, "pipeline")
+  scores, predictions = [], {}
+  for config in configs:  # one at a time, to score each model as soon as it exists
+    score, = compare([config], data_root=data_root, pipeline_root=pipeline_root)
+    scores.append(score)
+    predictions[score.name] = _score_saved_model(
+        _latest_trainer_model(pipeline_root), config, test, args.test_rows)
+  pipeline_seconds = time.time() - start
+  print("\n" + table(scores))
+
+  if not args.no_lightgbm:
+    start = time.time()
+    examples_uri = sorted(glob.glob(os.path.join(pipeline_root, "FileBasedExampleGen",
+                                                 "examples", "*")))[-1]
+    features = [c.name for c in first.columns if c.name not in tasks.values()]
+    columns = features + list(tasks.values())
+    train = _read_split(examples_uri, "train", columns)
+    evaluation = _read_split(examples_uri, "eval", columns)
+    predictions["LightGBM"] = _lightgbm(train, evaluation, test, features, tasks, args.seed)
+    print(f"  [LightGBM] {len(train[features[0]]):,} train rows, "
+          f"{time.time() - start:.0f}s", flush=True)
+
+  oracle = {task: _auc(test[label], test_truth[label]) for task, label in tasks.items()}
+  rows = []
+  for name, scored in predictions.items():
+    auc = {task: _auc(test[label], scored[task]) for task, label in tasks.items()}
+    rows.append((name, auc))
+  rows.append(("oracle (true probabilities)", oracle))
+
+  head = ["model"] + [f"{t} {what}" for t in tasks for what in ("AUC", "lift share")]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for name, auc in rows:
+    cells = [name]
+    for task in tasks:
+      cells += [f"{auc[task]:.4f}", f"{(auc[task] - 0.5) / (oracle[task] - 0.5):.0%}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  rates = ", ".join(f"{t} {test[label].astype(float).mean():.2%}" for t, label in tasks.items())
+  machine = (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+             f"Python {platform.python_version()}")
+  report = (f"{args.train_rows:,} train rows, {args.test_rows:,} test rows (positive rates: "
+            f"{rates}), seed {args.seed}; pipeline {pipeline_seconds / 60:.1f} min on {machine}\n\n"
+            + "\n".join(lines))
+  print("\n" + report)
+  with open(os.path.join(work, "quality.md"), "w") as f:
+    f.write(report + "\n")
+  with open(os.path.join(work, "quality.json"), "w") as f:
+    json.dump({"train_rows": args.train_rows, "test_rows": args.test_rows, "seed": args.seed,
+               "auc": dict(rows), "pipeline_seconds": pipeline_seconds,
+               "models": [s.__dict__ for s in scores]}, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,126 @@
+"""Finding the evaluation in ML Metadata: the newest Evaluator execution that finished
+with a ModelEvaluation, and its model(s), blessing, Trainer ModelRun, pipeline and run."""
+
+import dataclasses
+import os
+from typing import Optional
+
+
+class NoEvaluation(Exception):
+  """The pipeline root holds no finished evaluation (or none since the given time)."""
+
+
+@dataclasses.dataclass
+class EvaluationRecord:
+  """Where the evaluation and what it evaluated are, as ML Metadata recorded them."""
+  evaluation_uri: str
+  pipeline_name: str
+  run_id: str
+  state: str                                  # COMPLETE or CACHED
+  evaluated_at: Optional[float]
+  model_uri: Optional[str]
+  baseline_uri: Optional[str]
+  model_run_uri: Optional[str]
+  baseline_run_uri: Optional[str]
+  blessed: Optional[bool]
+  eval_config_json: Optional[str] = None      # the EvalConfig the Evaluator was given
+
+
+def metadata_path(pipeline_root: str) -> str:
+  return os.path.join(pipeline_root, "metadata.sqlite")
+
+
+def _store(pipeline_root: str):
+  from ml_metadata.metadata_store import metadata_store
+  from ml_metadata.proto import metadata_store_pb2
+  path = metadata_path(pipeline_root)
+  if not os.path.exists(path):
+    raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}: it has no ML Metadata "
+                       f"store ({path}); run `aitm run --pipeline-root {pipeline_root}` first")
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def _key(event) -> str:
+  return next((step.key for step in event.path.steps if step.HasField("key")), "")
+
+
+def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> EvaluationRecord:
+  """The newest finished Evaluator execution (COMPLETE or CACHED) with its ModelEvaluation;
+  with `since` (seconds since the epoch) only executions that started then or later."""
+  from ml_metadata.proto import metadata_store_pb2
+  store = _store(pipeline_root)
+  ok_states = {metadata_store_pb2.Execution.COMPLETE: "COMPLETE",
+               metadata_store_pb2.Execution.CACHED: "CACHED"}
+  node_type = {t.id: t.name for t in store.get_context_types()}
+  candidates = []  # TFX's Evaluator component, whatever its node id
+  for execution_type in store.get_execution_types():
+    if execution_type.name.split(".")[-1] == "Evaluator":
+      candidates.extend(store.get_executions_by_type(execution_type.name))
+  found = None
+  for execution in sorted(candidates, key=lambda e: e.id, reverse=True):
+    if execution.last_known_state not in ok_states:
+      continue
+    if since is not None and execution.create_time_since_epoch < since * 1000 - 1:
+      continue
+    events = store.get_events_by_execution_ids([execution.id])
+    outputs = {_key(e): e.artifact_id for e in events
+               if e.type == metadata_store_pb2.Event.OUTPUT}
+    if "evaluation" not in outputs:
+      continue
+    evaluation, = store.get_artifacts_by_id([outputs["evaluation"]])
+    if os.path.isdir(evaluation.uri):
+      found = (execution, events, evaluation)
+      break
+  if found is None:
+    when = " for the run just made" if since is not None else ""
+    raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}{when}: ML Metadata "
+                       "records no finished Evaluator run (did the pipeline stop before the "
+                       "Evaluator?)")
+  execution, events, evaluation = found
+  inputs = {_key(e): e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT}
+  outputs = {_key(e): e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT}
+
+  def uri(artifact_id):
+    if artifact_id is None:
+      return None
+    artifacts = store.get_artifacts_by_id([artifact_id])
+    return artifacts[0].uri if artifacts else None
+
+  def model_run(artifact_id):
+    """The ModelRun written by the Trainer execution that produced this model."""
+    if artifact_id is None:
+      return None
+    for event in store.get_events_by_artifact_ids([artifact_id]):
+      if event.type != metadata_store_pb2.Event.OUTPUT:
+        continue
+      for out in store.get_events_by_execution_ids([event.execution_id]):
+        if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == "model_run":
+          return uri(out.artifact_id)
+    return None
+
+  blessed = None
+  if "blessing" in outputs:
+    blessing, = store.get_artifacts_by_id([outputs["blessing"]])
+    value = blessing.custom_properties.get("blessed")
+    if value is not None:
+      blessed = bool(value.int_value)
+  pipeline_name, run_id = "", ""
+  for context in store.get_contexts_by_execution(execution.id):
+    kind = node_type.get(context.type_id)
+    if kind == "pipeline":
+      pipeline_name = context.name
+    elif kind == "pipeline_run":
+      run_id = context.name
+  configured = execution.custom_properties.get("eval_config")
+  return EvaluationRecord(
+      eval_config_json=configured.string_value if configured is not None else None,
+      evaluation_uri=evaluation.uri, pipeline_name=pipeline_name, run_id=run_id,
+      state=ok_states[execution.last_known_state],
+      evaluated_at=(evaluation.create_time_since_epoch / 1000
+                    if evaluation.create_time_since_epoch else None),
+      model_uri=uri(inputs.get("model")), baseline_uri=uri(inputs.get("baseline_model")),
+      model_run_uri=model_run(inputs.get("model")),
+      baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=blessed)
