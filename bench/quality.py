@@ -97,7 +97,7 @@ def _latest_trainer_model(pipeline_root) -> str:
   return os.path.join(models[0].uri, "Format-Serving")
 
 
-def _read_split(examples_uri, split, columns):
+def _read_split(examples_uri, split, columns, kinds):
   """ExampleGen's output split -> {column: np.ndarray}; a missing value is b'' (text),
   -1 (int) or NaN (float)."""
   import tensorflow as tf
@@ -107,20 +107,16 @@ def _read_split(examples_uri, split, columns):
   dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(16384)
   for batch in dataset:
     example = tf.io.parse_example(batch, {c: tf.io.VarLenFeature(
-        tf.int64 if c in _INT_COLUMNS else tf.float32 if c in _FLOAT_COLUMNS else tf.string)
+        tf.int64 if kinds[c] == "int" else tf.float32 if kinds[c] == "float" else tf.string)
         for c in columns})
     for c in columns:
       dense = tf.sparse.to_dense(example[c], default_value=(
-          -1 if c in _INT_COLUMNS else np.nan if c in _FLOAT_COLUMNS else b""))[:, 0]
+          -1 if kinds[c] == "int" else np.nan if kinds[c] == "float" else b""))[:, 0]
       cols[c].append(dense.numpy())
   return {c: np.concatenate(v) for c, v in cols.items()}
 
 
-_INT_COLUMNS: set = set()
-_FLOAT_COLUMNS: set = set()
-
-
-def _lightgbm(train, evaluation, test, features, labels, seed):
+def _lightgbm(train, evaluation, test, features, kinds, labels, seed):
   """One LightGBM binary model per label; each string column is a categorical
   (a tag list as one category, plus its length), early stopping on eval AUC."""
   import lightgbm as lgb
@@ -129,7 +125,7 @@ def _lightgbm(train, evaluation, test, features, labels, seed):
   def frame(cols, categories=None):
     df = pd.DataFrame({c: cols[c] for c in features})
     for c in features:
-      if c in _INT_COLUMNS or c in _FLOAT_COLUMNS:
+      if kinds[c] != "text":
         df[c] = pd.to_numeric(df[c])
         continue
       values = pd.Series(cols[c]).map(lambda v: v.decode() if isinstance(v, bytes) else str(v))
@@ -140,7 +136,7 @@ def _lightgbm(train, evaluation, test, features, labels, seed):
 
   x_train = frame(train)
   categories = {c: x_train[c].cat.categories for c in features
-                if c not in _INT_COLUMNS and c not in _FLOAT_COLUMNS}
+                if kinds[c] == "text"}
   x_eval, x_test = frame(evaluation, categories), frame(test, categories)
   out = {}
   for task, label in labels.items():
@@ -177,9 +173,9 @@ def main():
   configs = [load_config(p) for p in (args.configs or pipeline_configs.PEER_CONFIGS)]
   first = configs[0]
   tasks = {t.name: t.label for t in first.tasks}
-  for name, kind in first.column_types.items():
-    (_INT_COLUMNS if kind == ColumnType.INT else
-     _FLOAT_COLUMNS if kind == ColumnType.FLOAT else set()).add(name)
+  # Column -> "int" | "float" | "text": how ExampleGen wrote it, how LightGBM reads it.
+  kinds = {name: "int" if kind == ColumnType.INT else "float" if kind == ColumnType.FLOAT
+           else "text" for name, kind in first.column_types.items()}
   parts = pipeline_configs.TRAIN_BUCKETS + pipeline_configs.EVAL_BUCKETS
   input_rows = args.train_rows * parts // pipeline_configs.TRAIN_BUCKETS
 
@@ -211,9 +207,10 @@ def main():
                                                  "examples", "*")))[-1]
     features = [c.name for c in first.columns if c.name not in tasks.values()]
     columns = features + list(tasks.values())
-    train = _read_split(examples_uri, "train", columns)
-    evaluation = _read_split(examples_uri, "eval", columns)
-    predictions["LightGBM"] = _lightgbm(train, evaluation, test, features, tasks, args.seed)
+    train = _read_split(examples_uri, "train", columns, kinds)
+    evaluation = _read_split(examples_uri, "eval", columns, kinds)
+    predictions["LightGBM"] = _lightgbm(train, evaluation, test, features, kinds, tasks,
+                                        args.seed)
     print(f"  [LightGBM] {len(train[features[0]]):,} train rows, "
           f"{time.time() - start:.0f}s", flush=True)
 
