@@ -100,11 +100,19 @@ def price_level(price: np.ndarray) -> np.ndarray:
   return np.clip(np.floor((np.log1p(price) - 1.0) * 8), 0, PRICE_LEVELS - 1).astype(int)
 
 
-def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool = False):
+def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool = False,
+             personal_parts: bool = True):
   """Returns (columns dict of per-row values, {"clk": p, ["cart": p,] "buy": p}).
 
-  The probabilities are the true P(step | impression) of each row.
+  The probabilities are the true P(step | impression) of each row. With
+  `personal_parts=False` (not with_cart) they leave out the per-user and per-ad
+  parts (USER_NOISE, AD_NOISE): the same rows and labels, scored as a learner
+  that knows the world's structure but no individual user or ad would score
+  them, apart from what the tag lists reveal. A reference for what the
+  non-id columns can explain, not a bound.
   """
+  if with_cart and not personal_parts:
+    raise ValueError("personal_parts=False is only for the click -> buy funnel")
   if rows <= 0:
     raise ValueError(f"rows must be positive, got {rows}")
   rng = np.random.default_rng(seed)
@@ -125,13 +133,15 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   customer_brand = rng.integers(0, n_brands, n_customers)
   ad_customer = campaign_customer[ad_campaign]
   ad_brand = customer_brand[ad_customer]
-  ad_vec = cate_vec[ad_cate] + AD_NOISE * rng.normal(size=(n_ads, LATENT_DIM))
+  ad_vec_noise = AD_NOISE * rng.normal(size=(n_ads, LATENT_DIM))
+  ad_vec = cate_vec[ad_cate] + ad_vec_noise
   cate_quality = rng.normal(0, 0.4, n_cates)
   brand_quality = rng.normal(0, 0.3, n_brands)
   customer_buy_quality = rng.normal(0, 0.5, n_customers)
-  ad_quality = (cate_quality[ad_cate] + brand_quality[ad_brand]
-                + rng.normal(0, AD_NOISE * 0.4, n_ads))
-  ad_buy_quality = customer_buy_quality[ad_customer] + rng.normal(0, AD_NOISE * 0.4, n_ads)
+  ad_quality_noise = rng.normal(0, AD_NOISE * 0.4, n_ads)
+  ad_quality = cate_quality[ad_cate] + brand_quality[ad_brand] + ad_quality_noise
+  ad_buy_quality_noise = rng.normal(0, AD_NOISE * 0.4, n_ads)
+  ad_buy_quality = customer_buy_quality[ad_customer] + ad_buy_quality_noise
   ad_price = np.round(np.exp(rng.normal(4.0, 1.0, n_ads)), 2)
   brand_vec = rng.normal(size=(n_brands, LATENT_DIM))
 
@@ -150,10 +160,11 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   profile_vec = (0.8 * rng.normal(size=(98, LATENT_DIM))[segid]
                  + 0.5 * rng.normal(size=(7, LATENT_DIM))[age]
                  + 0.4 * rng.normal(size=(3, LATENT_DIM))[gender])
-  user_vec = (profile_vec + USER_NOISE * rng.normal(size=(n_users, LATENT_DIM))) / np.sqrt(
-      LATENT_DIM)
+  user_vec_noise = USER_NOISE * rng.normal(size=(n_users, LATENT_DIM))
+  user_vec = (profile_vec + user_vec_noise) / np.sqrt(LATENT_DIM)
+  user_activity_noise = rng.normal(0, USER_NOISE * 0.4, n_users)
   user_activity = (0.3 * (shopping - 2) + np.array([0.0, 0.3, 0.1, -0.1, -0.3])[new_class]
-                   + 0.2 * occupation + rng.normal(0, USER_NOISE * 0.4, n_users))
+                   + 0.2 * occupation + user_activity_noise)
   user_cates = _tags(rng, 2.0 * user_vec @ cate_vec.T, 5, 0.1)
   user_brands = _tags(rng, 2.0 * user_vec @ brand_vec.T, 4, 0.25)
   cate_sets = [set(t.tolist()) for t in user_cates]
@@ -169,19 +180,24 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   ad = rng.permutation(n_ads)[ad]
   pid = rng.integers(0, 2, rows)
 
-  affinity = np.sum(user_vec[user] * ad_vec[ad], axis=1)
   cate_match = np.array([c in s for c, s in zip(ad_cate[ad], (cate_sets[u] for u in user))])
   brand_match = np.array([b in s for b, s in zip(ad_brand[ad], (brand_sets[u] for u in user))])
-  click_logit = (1.5 * affinity + 1.0 * cate_match + 0.7 * brand_match
-                 + ad_quality[ad] + user_activity[user] + 0.4 * pid)
-  click_logit += _solve_offset(click_logit, rates.click)
-  p_click = 1 / (1 + np.exp(-click_logit))
-
   price_sensitivity = np.array([0.0, 0.9, 0.6, 0.3])[pvalue[user]]
   log_price = np.log1p(ad_price[ad])
-  buy_logit = (1.0 * affinity + 1.0 * brand_match + 0.4 * (shopping[user] - 2)
-               - price_sensitivity * (log_price - 4.0) + ad_buy_quality[ad])
-  buy_logit += _solve_offset(buy_logit, rates.buy / rates.click, weights=p_click)
+
+  def logits(user_vec, ad_vec, ad_quality, user_activity, ad_buy_quality):
+    affinity = np.sum(user_vec[user] * ad_vec[ad], axis=1)
+    click = (1.5 * affinity + 1.0 * cate_match + 0.7 * brand_match
+             + ad_quality[ad] + user_activity[user] + 0.4 * pid)
+    buy = (1.0 * affinity + 1.0 * brand_match + 0.4 * (shopping[user] - 2)
+           - price_sensitivity * (log_price - 4.0) + ad_buy_quality[ad])
+    return click, buy
+
+  click_logit, buy_logit = logits(user_vec, ad_vec, ad_quality, user_activity, ad_buy_quality)
+  click_offset = _solve_offset(click_logit, rates.click)
+  p_click = 1 / (1 + np.exp(-(click_logit + click_offset)))
+  buy_offset = _solve_offset(buy_logit, rates.buy / rates.click, weights=p_click)
+  buy_logit += buy_offset
   p_buy_given_click = 1 / (1 + np.exp(-buy_logit))
   p_buy = p_click * p_buy_given_click
 
@@ -189,6 +205,14 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   buy_draw = rng.random(rows)
   buy = clk * (buy_draw < p_buy_given_click).astype(int)
   truth = {"clk": p_click, "buy": p_buy}
+  if not personal_parts:
+    shared_click, shared_buy = logits(
+        user_vec - user_vec_noise / np.sqrt(LATENT_DIM), ad_vec - ad_vec_noise,
+        ad_quality - ad_quality_noise, user_activity - user_activity_noise,
+        ad_buy_quality - ad_buy_quality_noise)
+    shared_p_click = 1 / (1 + np.exp(-(shared_click + click_offset)))
+    truth = {"clk": shared_p_click,
+             "buy": shared_p_click / (1 + np.exp(-(shared_buy + buy_offset)))}
   if with_cart:
     # P(cart | click) >= P(buy | click) by construction, so buy | cart is a probability;
     # reusing the purchase draw keeps every purchase inside the carts.

@@ -91,3 +91,17 @@ def test_cart_step_sits_between_click_and_buy(tmp_path):
   path = taobao.write_csv(str(tmp_path), 10, seed=1, with_cart=True)
   with open(path) as f:
     assert next(csv.reader(f))[:3] == ["clk", "cart", "buy"]
+
+
+def test_truth_without_personal_parts_keeps_rows_and_ranks_below_the_oracle():
+  from sklearn.metrics import roc_auc_score
+  cols, truth = taobao.generate(50_000, seed=4)
+  same, shared = taobao.generate(50_000, seed=4, personal_parts=False)
+  assert same == cols
+  for label in ("clk", "buy"):
+    y = np.asarray(cols[label])
+    full, partial = roc_auc_score(y, truth[label]), roc_auc_score(y, shared[label])
+    assert 0.6 < partial < full - 0.01, (label, partial, full)
+    assert np.all(shared["buy"] <= shared["clk"])
+  with pytest.raises(ValueError, match="personal_parts"):
+    taobao.generate(1000, with_cart=True, personal_parts=False)

@@ -90,3 +90,32 @@ def test_exponential_decay_keeps_its_floor():
   assert float(schedule(0)) == pytest.approx(0.01)
   assert float(schedule(10)) == pytest.approx(0.005)
   assert float(schedule(1000)) == pytest.approx(0.001)
+
+
+def _exact_auc(labels, scores):
+  """Mann-Whitney AUC (probability a positive outranks a negative, ties half)."""
+  import numpy as np
+  from scipy.stats import rankdata
+  ranks = rankdata(scores)
+  positives = labels == 1
+  n_pos, n_neg = positives.sum(), (~positives).sum()
+  return (ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def test_trainer_auc_resolves_rare_event_probabilities():
+  """Purchase-like scores (mostly below 0.01): EasyRec's 200 even thresholds put
+  them in one bucket; the Trainer's logit-spaced AUC must match the exact AUC."""
+  import numpy as np
+  import tensorflow as tf
+  from models.trainer import auc_metric
+  rng = np.random.default_rng(0)
+  logits = rng.normal(-6.0, 1.5, 50_000)
+  scores = 1 / (1 + np.exp(-logits))
+  labels = (rng.random(scores.size) < scores * 3).astype(int)
+  exact = _exact_auc(labels, scores)
+  coarse = tf.keras.metrics.AUC(num_thresholds=200)
+  coarse.update_state(labels, scores)
+  fine = auc_metric(200)
+  fine.update_state(labels, scores)
+  assert abs(float(fine.result()) - exact) < 0.002, (float(fine.result()), exact)
+  assert abs(float(coarse.result()) - exact) > 0.02  # what the fix is for
