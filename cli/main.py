@@ -1,4 +1,5 @@
-"""`aitm`: generate data, run the TFX pipeline locally, compare models, compile it for Kubeflow."""
+"""`aitm`: generate data, run the TFX pipeline locally, compare models, compile it for
+Kubeflow, serve the pushed model over TF Serving's gRPC API and query it."""
 
 import os
 
@@ -109,9 +110,11 @@ def _run(args):
   print(summary.table())
   if summary.pushed_dir:
     base = os.path.dirname(summary.pushed_dir.rstrip("/"))
-    print("\nserve it with TF Serving:\n"
-          f"  docker run -p 8500:8500 -p 8501:8501 -v {base}:/models/{args.model_name} "
-          f"-e MODEL_NAME={args.model_name} tensorflow/serving:2.16.1")
+    print("\nserve it over TF Serving's gRPC API (the local stand-in; in production "
+          "tensorflow/serving, kubeflow/serving/):\n"
+          f"  aitm serve --model-base-path {base} --model-name {args.model_name} --port 8500\n"
+          f"  aitm predict --server localhost:8500 --model-name {args.model_name} "
+          "--input rows.csv")
   elif summary.blessed is False:
     print("\nthe model was not blessed (see above why), so it was not pushed")
   _report_after_run(args.pipeline_root, since=start)
@@ -168,6 +171,75 @@ def _compile_kubeflow(args):
                           pipeline_root=args.pipeline_root, data_root=args.data,
                           serving_dir=args.serving_dir, model_name=args.model_name)
   print(f"wrote the Kubeflow Pipelines spec to {path}")
+
+
+def _serve(args):
+  from serving.model_versions import ModelSource, VersionPolicy, read_model_config_file
+  from serving.server import LocalModelServer
+  sources = None
+  if args.model_config_file:
+    if args.model_base_path:
+      sys.exit("error: give --model-config-file or --model-base-path, not both")
+    try:
+      for source in read_model_config_file(args.model_config_file):
+        print(f"[serve] {source.name}: versions under {source.base_path}")
+    except (OSError, ValueError) as e:
+      sys.exit(f"error: {e}")
+  else:
+    if not args.model_base_path:
+      sys.exit("error: --model-base-path (the Pusher's <serving-dir>/<model-name>) or "
+               "--model-config-file is required")
+    sources = [ModelSource(args.model_name, os.path.abspath(args.model_base_path),
+                           VersionPolicy(latest=args.num_versions))]
+    print(f"[serve] {args.model_name}: versions under {sources[0].base_path}")
+  try:
+    server = LocalModelServer(sources, port=args.port, host=args.host,
+                              poll_wait_seconds=args.file_system_poll_wait_seconds,
+                              config_file=args.model_config_file)
+  except (OSError, ValueError) as e:
+    sys.exit(f"error: {e}")
+  server.start()
+  print("[serve] local stand-in for TF Serving (development and tests); in production "
+        "run tensorflow/serving (kubeflow/serving/). Ctrl-C stops it.", flush=True)
+  try:
+    server.wait()
+  except KeyboardInterrupt:
+    server.stop()
+
+
+def _predict(args):
+  import csv
+  import json
+  from serving.client import ServingClient, ServingError
+  from serving.request_rows import RowError, read_rows
+  source = "stdin" if args.input == "-" else args.input
+  if args.input != "-" and not os.path.isfile(args.input):
+    sys.exit(f"error: --input {args.input} is not a file")
+  try:
+    with ServingClient(args.server, args.model_name, timeout=args.timeout) as client:
+      if args.wait:
+        client.wait_until_available(args.wait, args.version, args.version_label)
+      rows = list(read_rows(args.input, args.format))
+      scores = client.predict(rows, signature=args.signature, version=args.version,
+                              label=args.version_label, batch_size=args.batch_size,
+                              source=source)
+  except (ServingError, RowError, TimeoutError, ValueError) as e:
+    sys.exit(f"error: {e}")
+  tasks = sorted(scores)
+  out = open(args.output, "w", newline="") if args.output else sys.stdout
+  try:
+    if (args.output or "").endswith((".jsonl", ".json")):
+      for i in range(len(rows)):
+        out.write(json.dumps({t: float(scores[t][i]) for t in tasks}) + "\n")
+    else:
+      writer = csv.writer(out)
+      writer.writerow(tasks)
+      writer.writerows(zip(*(("%.6g" % v for v in scores[t]) for t in tasks)))
+  finally:
+    if args.output:
+      out.close()
+      print(f"wrote {len(rows):,} predictions ({', '.join(tasks)}) to {args.output}",
+            file=sys.stderr)
 
 
 def _training_arguments(parser):
@@ -244,6 +316,41 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument("--model-name", default=configs.MODEL_NAME)
   kfp.add_argument("--out", default="aitm_pipeline.json", help=".json or .yaml")
   kfp.set_defaults(func=_compile_kubeflow)
+
+  srv = sub.add_parser("serve", help="serve pushed SavedModels over TF Serving's gRPC API "
+                       "(a local stand-in for tensorflow/serving)")
+  srv.add_argument("--model-base-path", help="the Pusher's <serving-dir>/<model-name>: "
+                   "numeric version directories")
+  srv.add_argument("--model-name", default=configs.MODEL_NAME)
+  srv.add_argument("--model-config-file", help="TF Serving's ModelServerConfig (text "
+                   "proto), e.g. kubeflow/serving/models.config; re-read when it changes")
+  srv.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+  srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+  srv.add_argument("--num-versions", type=int, default=1,
+                   help="versions kept loaded, newest first (TF Serving's latest policy)")
+  srv.add_argument("--file-system-poll-wait-seconds", type=float, default=1.0,
+                   help="how often the base path is checked for new versions")
+  srv.set_defaults(func=_serve)
+
+  prd = sub.add_parser("predict", help="score rows of raw features through TF Serving's "
+                       "gRPC API (TF Serving or `aitm serve`)")
+  prd.add_argument("--server", default="localhost:8500", help="host:port of the gRPC API")
+  prd.add_argument("--model-name", default=configs.MODEL_NAME)
+  prd.add_argument("--input", required=True, help="CSV with a header or JSON lines "
+                   "('-': stdin), columns as in the training data")
+  prd.add_argument("--format", choices=("csv", "jsonl"), help="default: from the extension")
+  prd.add_argument("--signature", default="serving_default",
+                   choices=("serving_default", "serving_raw"))
+  which = prd.add_mutually_exclusive_group()
+  which.add_argument("--version", type=int, help="a model version (default: the newest)")
+  which.add_argument("--version-label", help="a version label of the model config")
+  prd.add_argument("--batch-size", type=int, default=256, help="rows per Predict call")
+  prd.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+  prd.add_argument("--wait", type=float, default=0.0,
+                   help="first wait up to this many seconds for the model to be AVAILABLE")
+  prd.add_argument("--output", help="CSV, or JSON lines when it ends in .jsonl "
+                   "(default: CSV on stdout)")
+  prd.set_defaults(func=_predict)
   return parser
 
 

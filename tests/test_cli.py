@@ -38,3 +38,21 @@ def test_config_that_disagrees_with_the_schema_is_refused(tmp_path):
   assert "don't match the schema" in result.stderr
   assert "'cms_segid' is INT in the config but BYTES in the schema" in result.stderr
   assert not os.path.exists(tmp_path / "root")
+
+
+def test_serve_and_predict_refuse_bad_arguments_with_a_named_reason(tmp_path):
+  both = _aitm("serve", "--model-base-path", str(tmp_path), "--model-config-file",
+               str(tmp_path / "x.config"), cwd=configs.PROJECT_DIR)
+  assert both.returncode == 1 and "not both" in both.stderr
+  bad = tmp_path / "models.config"
+  bad.write_text("model_config_list { config { name: 'aitm' } }")
+  result = _aitm("serve", "--model-config-file", str(bad), cwd=configs.PROJECT_DIR)
+  assert result.returncode == 1 and f"{bad}: every config needs a name and a base_path" in \
+      result.stderr
+  missing = _aitm("predict", "--input", str(tmp_path / "rows.csv"), cwd=configs.PROJECT_DIR)
+  assert missing.returncode == 1 and "rows.csv is not a file" in missing.stderr
+  rows = tmp_path / "rows.csv"
+  rows.write_text("pid\n430548_1007\n")
+  nobody = _aitm("predict", "--server", "127.0.0.1:1", "--input", str(rows), "--timeout", "2",
+                 cwd=configs.PROJECT_DIR)
+  assert nobody.returncode == 1 and "UNAVAILABLE" in nobody.stderr.splitlines()[-1]

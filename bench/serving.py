@@ -1,0 +1,132 @@
+"""Serving latency and throughput over gRPC, against the SavedModel called in-process.
+
+    .venv/bin/python bench/serving.py --model-base-path runs/serving/aitm
+
+Starts `aitm serve` on the pushed model as a separate process (as a server
+would run), then for each batch size calls Predict from one client, one call
+after another, for `--seconds`, and calls the same signature on the same
+inputs in this process for as long. Inputs are built once up front (raw rows
+-> serialized tf.Examples, or one tensor per column for `serving_raw`), so
+both sides time the same thing: tensors in, probabilities out. The gRPC side
+adds TensorProto encoding, the loopback transport and the server's checks.
+
+Prints p50/p95/p99 latency, predictions/s and the gRPC/in-process ratio of
+p50 latency per batch size and signature. Without --model-base-path it uses
+the demo's push (`make demo`) and the demo's data for rows.
+"""
+
+import os
+import sys
+
+# Python puts this script's folder first on sys.path, where this file would
+# shadow the project's `serving` package: the project root goes there instead.
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[0] = PROJECT_DIR
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import numpy as np  # noqa: E402
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _timed(call, seconds, min_calls=20):
+  """Latencies (s) of back-to-back calls for `seconds` (at least min_calls)."""
+  call()  # warm-up: tf.function tracing, connection setup
+  latencies, end = [], time.perf_counter() + seconds
+  while time.perf_counter() < end or len(latencies) < min_calls:
+    start = time.perf_counter()
+    call()
+    latencies.append(time.perf_counter() - start)
+  return np.array(latencies)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--model-base-path", default=os.path.join("runs", "serving", "aitm"))
+  parser.add_argument("--rows", default=os.path.join("runs", "data", "data.csv"),
+                      help="CSV of raw rows to send (default: the demo's data)")
+  parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 256])
+  parser.add_argument("--signatures", nargs="+", default=["serving_default", "serving_raw"])
+  parser.add_argument("--seconds", type=float, default=10.0, help="per cell and side")
+  args = parser.parse_args()
+
+  from serving.client import ServingClient
+  from serving.model_versions import list_versions
+  from serving.request_rows import read_rows, to_example, to_raw_columns
+  import tensorflow as tf
+
+  versions = list_versions(args.model_base_path)
+  if not versions or not os.path.isfile(args.rows):
+    sys.exit(f"no pushed model under {args.model_base_path} or no rows at {args.rows}: "
+             "run `make demo` first, or pass --model-base-path and --rows")
+  rows = []
+  for row in read_rows(args.rows):
+    rows.append(row)
+    if len(rows) == max(args.batch_sizes):
+      break
+
+  port = _free_port()
+  server = subprocess.Popen(
+      [sys.executable, "-m", "cli.main", "serve", "--model-base-path", args.model_base_path,
+       "--port", str(port)], cwd=PROJECT_DIR, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": PROJECT_DIR})
+  results = []
+  try:
+    client = ServingClient(f"127.0.0.1:{port}", timeout=60)
+    version = client.wait_until_available(180)
+    kinds = client.column_kinds()
+    model = tf.saved_model.load(versions[version])
+    for signature in args.signatures:
+      function = model.signatures[signature]
+      for size in args.batch_sizes:
+        batch = (rows * (size // len(rows) + 1))[:size]
+        if signature == "serving_default":
+          inputs = {"examples": np.array([to_example(r, kinds, "row") for r in batch],
+                                         dtype=object)}
+        else:
+          inputs = to_raw_columns(batch, kinds)
+        tensors = {name: tf.constant(value) for name, value in inputs.items()}
+        remote = _timed(lambda: client.predict_tensors(inputs, signature), args.seconds)
+        local = _timed(lambda: function(**tensors), args.seconds)
+        results.append((signature, size, remote, local))
+        print(f"  {signature} batch {size}: {len(remote)} gRPC calls, "
+              f"{len(local)} in-process calls", flush=True)
+    client.close()
+  finally:
+    server.terminate()
+    server.wait(30)
+
+  ms = lambda a, q: f"{np.percentile(a, q) * 1e3:.2f}"  # noqa: E731
+  print(f"\n`aitm serve` on 127.0.0.1 ({os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}), "
+        f"model version {version}, one client, calls back to back, {args.seconds:.0f} s per "
+        "cell\n")
+  print("| signature | batch | gRPC p50 ms | p95 ms | p99 ms | gRPC predictions/s "
+        "| in-process p50 ms | in-process predictions/s | p50 ratio |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for signature, size, remote, local in results:
+    print(f"| {signature} | {size} | {ms(remote, 50)} | {ms(remote, 95)} | {ms(remote, 99)} "
+          f"| {size * len(remote) / remote.sum():,.0f} | {ms(local, 50)} "
+          f"| {size * len(local) / local.sum():,.0f} "
+          f"| {np.median(remote) / np.median(local):.2f}x |")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,449 @@
+"""A local stand-in for TF Serving's gRPC API (`aitm serve`), over the pushed SavedModels.
+
+Real deployments run the `tensorflow/serving` image (kubeflow/serving/). This
+server exists for development and tests on machines without that binary or a
+Docker engine: it answers the same protos from tensorflow-serving-api, so a
+client written against it works unchanged against TF Serving.
+
+* PredictionService: Predict and GetModelMetadata (`signature_def`), as TF
+  Serving does; Classify, Regress and MultiInference answer UNIMPLEMENTED (the
+  AITM SavedModel has predict signatures only).
+* ModelService: GetModelStatus; HandleReloadConfigRequest answers
+  UNIMPLEMENTED (the model config file is re-read when it changes, as with
+  TF Serving's `--model_config_file_poll_wait_seconds`).
+* Versions: the file-system poller and version policies of
+  serving.model_versions; a new version is loaded before the old one is
+  unloaded, so requests never find the model missing; a version that fails to
+  load is reported in GetModelStatus and retried only when its files change.
+* Errors carry TF Serving's status codes: an unknown model or version is
+  NOT_FOUND, a wrong input name, dtype or shape or an unparsable tf.Example is
+  INVALID_ARGUMENT naming the input. No request can stop the server.
+"""
+
+import concurrent.futures
+import os
+import threading
+import time
+from typing import Dict, List, Optional
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from serving.model_versions import (ModelSource, list_versions, missing_parts,
+                                    read_model_config_file, snapshot)
+
+_State = get_model_status_pb2.ModelVersionStatus.State
+DEFAULT_SIGNATURE = "serving_default"
+
+
+class RequestError(Exception):
+  """A request the server refuses: a gRPC status code and TF Serving's kind of message."""
+
+  def __init__(self, code: grpc.StatusCode, message: str):
+    super().__init__(message)
+    self.code = code
+
+
+class ServableVersion:
+  """One loaded SavedModel version: its signatures as callables and as SignatureDefs."""
+
+  def __init__(self, version: int, path: str):
+    self.version, self.path = version, path
+    self.model = tf.saved_model.load(path)
+    self.signatures = dict(self.model.signatures)
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+      proto.ParseFromString(f.read())
+    self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+
+
+class ServedModel:
+  """The versions of one model: what is on disk, loaded, and each version's state."""
+
+  def __init__(self, source: ModelSource, log=print):
+    self.source = source
+    self._log = log
+    self._lock = threading.Lock()
+    self._loaded: Dict[int, ServableVersion] = {}
+    self._states: Dict[int, tuple] = {}   # version -> (State, error message)
+    self._seen = {}                         # version -> snapshot at the previous poll
+    self._failed = {}                       # version -> snapshot that failed to load
+
+  # -- request side ---------------------------------------------------------
+  def resolve(self, spec) -> ServableVersion:
+    with self._lock:
+      loaded = dict(self._loaded)
+    name = self.source.name
+    if spec.HasField("version"):
+      version = spec.version.value
+      if version not in loaded:
+        raise RequestError(grpc.StatusCode.NOT_FOUND,
+                           f"Servable not found for request: Specific({name}, {version})")
+      return loaded[version]
+    if spec.version_label:
+      labels = self.source.label_map
+      if spec.version_label not in labels:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Unrecognized servable version label: {spec.version_label}")
+      version = labels[spec.version_label]
+      if version not in loaded:
+        raise RequestError(grpc.StatusCode.NOT_FOUND,
+                           f"Servable not found for request: Specific({name}, {version}) "
+                           f"(label {spec.version_label})")
+      return loaded[version]
+    if not loaded:
+      raise RequestError(grpc.StatusCode.NOT_FOUND,
+                         f"Servable not found for request: Latest({name})")
+    return loaded[max(loaded)]
+
+  def statuses(self) -> Dict[int, tuple]:
+    with self._lock:
+      return dict(self._states)
+
+  # -- poller side ----------------------------------------------------------
+  def _set_state(self, version, state, error=""):
+    with self._lock:
+      self._states[version] = (state, error)
+
+  def _ready_versions(self) -> Dict[int, str]:
+    """Versions on disk that are loaded already, or complete and unchanged since
+    the previous poll (and not the same files that failed to load before)."""
+    ready = {}
+    on_disk = list_versions(self.source.base_path)
+    for version in list(self._seen):
+      if version not in on_disk:
+        del self._seen[version]
+    for version, path in on_disk.items():
+      if version in self._loaded:
+        ready[version] = path
+        continue
+      files = snapshot(path)
+      previous, self._seen[version] = self._seen.get(version), files
+      if files and files == previous and files != self._failed.get(version) \
+          and not missing_parts(path, files):
+        ready[version] = path
+    return ready
+
+  def poll(self):
+    """One pass of the file-system poller: load the aspired versions, then unload
+    the rest (availability first: the old version serves until the new is in)."""
+    ready = self._ready_versions()
+    if not ready:
+      # An empty or unreadable base path (a mount hiccup, a half-done cleanup)
+      # keeps what is loaded: unloading everything would serve nothing.
+      return
+    while True:
+      aspired = self.source.policy.select(ready)
+      to_load = [v for v in aspired if v not in self._loaded]
+      if not to_load:
+        break
+      for version in to_load:
+        if not self._load(version, ready[version]):
+          del ready[version]
+    for version in sorted(set(self._loaded) - set(aspired)):
+      self._set_state(version, _State.UNLOADING)
+      with self._lock:
+        del self._loaded[version]
+      self._set_state(version, _State.END)
+      self._log(f"[serve] {self.source.name}: version {version} unloaded")
+
+  def _load(self, version, path) -> bool:
+    self._set_state(version, _State.LOADING)
+    start = time.time()
+    try:
+      servable = ServableVersion(version, path)
+    except Exception as e:  # noqa: BLE001 - any load failure is reported, not raised
+      self._failed[version] = self._seen.get(version)
+      message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+      self._set_state(version, _State.END, message)
+      self._log(f"[serve] {self.source.name}: version {version} failed to load from "
+                f"{path}: {message}")
+      return False
+    with self._lock:
+      self._loaded[version] = servable
+    self._set_state(version, _State.AVAILABLE)
+    self._log(f"[serve] {self.source.name}: version {version} AVAILABLE "
+              f"(loaded in {time.time() - start:.1f}s from {path})")
+    return True
+
+
+class ModelRegistry:
+  """The served models by name; re-reads the model config file when it changes."""
+
+  def __init__(self, sources: Optional[List[ModelSource]] = None,
+               config_file: Optional[str] = None, log=print):
+    if (sources is None) == (config_file is None):
+      raise ValueError("serve either models given as sources or a model config file")
+    self._log = log
+    self._config_file = config_file
+    if config_file:
+      self._config_mtime = os.path.getmtime(config_file)
+      sources = read_model_config_file(config_file)
+    self._models = {s.name: ServedModel(s, log) for s in sources}
+
+  def get(self, name: str) -> ServedModel:
+    model = self._models.get(name)
+    if model is None:
+      raise RequestError(grpc.StatusCode.NOT_FOUND,
+                         f"Servable not found for request: Latest({name})")
+    return model
+
+  def poll(self):
+    if self._config_file:
+      self._reload_config()
+    for model in list(self._models.values()):
+      try:
+        model.poll()
+      except Exception as e:  # noqa: BLE001 - e.g. a base path on a flaky mount
+        self._log(f"[serve] {model.source.name}: poll of {model.source.base_path} "
+                  f"failed: {e}")
+
+  def _reload_config(self):
+    try:
+      mtime = os.path.getmtime(self._config_file)
+      if mtime == self._config_mtime:
+        return
+      sources = read_model_config_file(self._config_file)
+    except (OSError, ValueError) as e:
+      self._log(f"[serve] keeping the current models: {e}")
+      return
+    self._config_mtime = mtime
+    models = {}
+    for source in sources:
+      current = self._models.get(source.name)
+      if current is not None and current.source.base_path == source.base_path:
+        current.source = source   # new labels or policy apply at the next poll
+        models[source.name] = current
+      else:
+        models[source.name] = ServedModel(source, self._log)
+    self._models = models
+    self._log(f"[serve] re-read {self._config_file}: models {sorted(models)}")
+
+
+def _abort(context, code, message):
+  context.abort(code, message)
+
+
+def _tensor_inputs(request, function, signature_name):
+  """The request's TensorProtos as tensors, checked against the signature."""
+  specs = function.structured_input_signature[1]
+  sent, expected = set(request.inputs), set(specs)
+  if sent != expected:
+    raise RequestError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"input size does not match signature {signature_name!r}: {len(sent)}!="
+        f"{len(expected)}. Sent extra: {sorted(sent - expected)}. Missing but required: "
+        f"{sorted(expected - sent)}.")
+  tensors = {}
+  for name, spec in specs.items():
+    proto = request.inputs[name]
+    if proto.dtype != spec.dtype.as_datatype_enum:
+      sent_type = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
+      raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"input '{name}': expects {spec.dtype.name} but got {sent_type}")
+    try:
+      value = tf.make_ndarray(proto)
+    except Exception as e:  # noqa: BLE001 - malformed TensorProto content
+      raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"input '{name}': not a valid tensor: {e}") from e
+    if not spec.shape.is_compatible_with(value.shape):
+      raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"input '{name}': shape {list(value.shape)} is not compatible with "
+                         f"the signature's {spec.shape.as_list()}")
+    tensors[name] = tf.constant(value, dtype=spec.dtype)
+  batch_sizes = {name: t.shape[0] for name, t in tensors.items() if t.shape.rank}
+  if len(set(batch_sizes.values())) > 1:
+    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"inputs have different batch sizes: {batch_sizes}")
+  return tensors
+
+
+def _run_signature(function, tensors, signature_name):
+  # Name the input when there is one only (an unparsable tf.Example in `examples`).
+  where = f"input '{next(iter(tensors))}'" if len(tensors) == 1 else signature_name
+  try:
+    return function(**tensors)
+  except UnicodeDecodeError as e:
+    # TensorFlow quotes the offending input in its error message and fails to
+    # decode it when those bytes aren't UTF-8 - e.g. random bytes as a tf.Example.
+    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"{where}: could not be parsed (bytes that are not valid UTF-8 "
+                       f"where text was expected: {e.reason} at {e.start})") from e
+  except tf.errors.OpError as e:
+    code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(
+        e, tf.errors.InvalidArgumentError) else _GRPC_CODES.get(e.error_code,
+                                                                 grpc.StatusCode.INTERNAL)
+    raise RequestError(code, f"{where}: {e.message.splitlines()[0]}") from e
+
+
+_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+
+  def __init__(self, registry: ModelRegistry):
+    self.registry = registry
+
+  def Predict(self, request, context):
+    try:
+      servable = self.registry.get(request.model_spec.name).resolve(request.model_spec)
+      signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+      function = servable.signatures.get(signature_name)
+      if function is None:
+        raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f'Serving signature name: "{signature_name}" not found in '
+                           f"signature def (has {sorted(servable.signatures)})")
+      tensors = _tensor_inputs(request, function, signature_name)
+      outputs = _run_signature(function, tensors, signature_name)
+      names = list(request.output_filter) or sorted(outputs)
+      unknown = sorted(set(names) - set(outputs))
+      if unknown:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"output_filter names outputs not in signature {signature_name!r}:"
+                           f" {unknown} (has {sorted(outputs)})")
+    except RequestError as e:
+      return _abort(context, e.code, str(e))
+    except Exception as e:  # noqa: BLE001 - a bug here must not look like a bad request
+      return _abort(context, grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature_name
+    for name in names:
+      response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name].numpy()))
+    return response
+
+  def GetModelMetadata(self, request, context):
+    try:
+      fields = list(request.metadata_field)
+      if not fields:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "GetModelMetadataRequest must specify at least one metadata_field")
+      unsupported = [f for f in fields if f != "signature_def"]
+      if unsupported:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Metadata field {unsupported[0]} is not supported")
+      servable = self.registry.get(request.model_spec.name).resolve(request.model_spec)
+    except RequestError as e:
+      return _abort(context, e.code, str(e))
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = servable.version
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in servable.signature_defs.items():
+      signatures.signature_def[name].CopyFrom(signature)
+    response.metadata["signature_def"].Pack(signatures)
+    return response
+
+  def Classify(self, request, context):
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "Classify is not served here: the model has predict signatures only")
+
+  def Regress(self, request, context):
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "Regress is not served here: the model has predict signatures only")
+
+  def MultiInference(self, request, context):
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "MultiInference is not served here: the model has predict signatures only")
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+
+  def __init__(self, registry: ModelRegistry):
+    self.registry = registry
+
+  def GetModelStatus(self, request, context):
+    spec = request.model_spec
+    try:
+      model = self.registry.get(spec.name)
+    except RequestError:
+      return _abort(context, grpc.StatusCode.NOT_FOUND,
+                    f"Could not find any versions of model {spec.name}")
+    states = model.statuses()
+    if spec.version_label:
+      labels = model.source.label_map
+      if spec.version_label not in labels:
+        return _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"Unrecognized servable version label: {spec.version_label}")
+      wanted = [labels[spec.version_label]]
+    elif spec.HasField("version"):
+      wanted = [spec.version.value]
+    else:
+      wanted = sorted(states, reverse=True)
+    missing = [v for v in wanted if v not in states]
+    if missing or not wanted:
+      what = f"version {missing[0]} of model {spec.name}" if missing else \
+          f"any versions of model {spec.name}"
+      return _abort(context, grpc.StatusCode.NOT_FOUND, f"Could not find {what}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version in wanted:
+      state, error = states[version]
+      status = response.model_version_status.add(version=version, state=state)
+      if error:
+        status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+        status.status.error_message = error
+    return response
+
+  def HandleReloadConfigRequest(self, request, context):
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "the model config file is re-read when it changes; edit it instead")
+
+
+class LocalModelServer:
+  """PredictionService and ModelService on one port, plus the file-system poller.
+
+      server = LocalModelServer([ModelSource("aitm", "runs/serving/aitm")], port=0)
+      # or LocalModelServer(config_file="kubeflow/serving/models.config")
+      port = server.start()   # returns once the first versions are loaded
+      ...
+      server.stop()
+  """
+
+  def __init__(self, sources: Optional[List[ModelSource]] = None, port: int = 8500,
+               host: str = "127.0.0.1",
+               poll_wait_seconds: float = 1.0, config_file: Optional[str] = None,
+               max_workers: int = 16, log=print):
+    if poll_wait_seconds <= 0:
+      raise ValueError("poll_wait_seconds must be positive")
+    self.registry = ModelRegistry(sources, config_file, log)
+    self.poll_wait_seconds = poll_wait_seconds
+    self._log = log
+    self._stop = threading.Event()
+    self._poller = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
+    self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
+                               options=[("grpc.max_receive_message_length", 64 << 20),
+                                        ("grpc.max_send_message_length", 64 << 20)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(self.registry), self._server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(self.registry), self._server)
+    self.port = self._server.add_insecure_port(f"{host}:{port}")
+    if not self.port:
+      raise OSError(f"cannot listen on {host}:{port}")
+    self.address = f"{host}:{self.port}"
+
+  def start(self) -> int:
+    # Two polls a moment apart: a version is served only once its files stood still.
+    self.registry.poll()
+    time.sleep(min(0.5, self.poll_wait_seconds))
+    self.registry.poll()
+    self._server.start()
+    self._poller.start()
+    self._log(f"[serve] gRPC PredictionService and ModelService on {self.address}")
+    return self.port
+
+  def _poll_loop(self):
+    while not self._stop.wait(self.poll_wait_seconds):
+      self.registry.poll()
+
+  def stop(self, grace: float = 1.0):
+    self._stop.set()
+    self._server.stop(grace).wait()
+
+  def wait(self):
+    self._server.wait_for_termination()
