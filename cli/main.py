@@ -77,6 +77,7 @@ def _run(args):
   config, = _load_configs([args.config])  # before TensorFlow is imported: fails fast
   _check_schema(config, args.schema)
   training = _training_settings(args)
+  beam_args = _beam_args(args, configs.BEAM_PIPELINE_ARGS)
   from datagen import taobao
   from models.eval_config import thresholds_from_flags
   from pipeline.local_runner import run_local
@@ -102,7 +103,8 @@ def _run(args):
     summary = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
                         serving_dir=args.serving_dir, model_name=args.model_name,
                         schema_path=args.schema, training=training, min_auc=min_auc,
-                        max_auc_drop=max_auc_drop, enable_cache=not args.no_cache)
+                        max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
+                        beam_pipeline_args=beam_args)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
@@ -149,13 +151,14 @@ def _compare(args):
   for config in configs_:
     _check_schema(config, args.schema)
   training = _training_settings(args)
+  beam_args = _beam_args(args, configs.BEAM_PIPELINE_ARGS)
   from pipeline import compare
 
   if not os.path.isdir(args.data):
     sys.exit(f"error: --data {args.data} is not a directory of CSV files")
   try:
     scores = compare.compare(configs_, data_root=args.data, pipeline_root=args.pipeline_root,
-                             training=training)
+                             training=training, beam_pipeline_args=beam_args)
   except ValueError as e:
     sys.exit(f"error: {e}")
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
@@ -164,13 +167,27 @@ def _compare(args):
   print(compare.table(scores))
 
 
-def _compile_kubeflow(args):
-  from kubeflow.runner import compile_pipeline
+def _beam_args(args, defaults):
+  """`--beam-args` (repeatable, shell-quoted) over the defaults, checked by Beam."""
+  from pipeline import beam_options
+  merged = beam_options.merge(defaults, beam_options.split(args.beam_args or []))
+  try:
+    beam_options.parse(merged)
+  except ValueError as e:
+    sys.exit(f"error: --beam-args: {e}")
+  return merged
+
+
+def _compile_kfp(args):
+  from kubeflow.runner import DEFAULT_BEAM_ARGS, compile_pipeline
   config, = _load_configs([args.config])
-  path = compile_pipeline(config=config, output_file=args.out, image=args.image,
+  path = compile_pipeline(config=config, output_file=args.output, image=args.image,
                           pipeline_root=args.pipeline_root, data_root=args.data,
-                          serving_dir=args.serving_dir, model_name=args.model_name)
-  print(f"wrote the Kubeflow Pipelines spec to {path}")
+                          serving_dir=args.serving_dir, model_name=args.model_name,
+                          train_steps=args.train_steps,
+                          beam_pipeline_args=_beam_args(args, DEFAULT_BEAM_ARGS))
+  print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
+        "parameters data_root, train_args, push_destination)")
 
 
 def _serve(args):
@@ -242,6 +259,14 @@ def _predict(args):
             file=sys.stderr)
 
 
+def _beam_arguments(parser, default):
+  parser.add_argument("--beam-args", action="append", metavar='"--flag=value ..."',
+                      help="Beam pipeline options for ExampleGen, StatisticsGen, Transform and "
+                      f"Evaluator, over the default ({default}); repeatable, e.g. "
+                      '"--direct_running_mode=multi_processing --direct_num_workers=2" or '
+                      "Dataflow/Flink/Spark options (README: Beam at scale)")
+
+
 def _training_arguments(parser):
   group = parser.add_argument_group("training (each wins over the config file)")
   group.add_argument("--learning-rate", type=float, help="a constant learning rate")
@@ -286,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how far the eval AUC may fall below the latest blessed model's, "
                    "for every task or one (repeat the flag; default 0.01)")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  _beam_arguments(run, "in-process DirectRunner, one worker")
   run.set_defaults(func=_run)
 
   cmp = sub.add_parser("compare", help="train several model configs on the same split and "
@@ -296,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--schema", default=configs.SCHEMA_PATH)
   cmp.add_argument("--pipeline-root", default=configs.DEFAULT_COMPARE_ROOT)
   _training_arguments(cmp)
+  _beam_arguments(cmp, "in-process DirectRunner, one worker")
   cmp.set_defaults(func=_compare)
 
   rep = sub.add_parser("report", help="render the latest evaluation of a pipeline root as a "
@@ -306,16 +333,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "report.html, replaced by each run)")
   rep.set_defaults(func=_report)
 
-  kfp = sub.add_parser("compile-kubeflow",
-                       help="write the pipeline as a Kubeflow Pipelines v2 spec")
-  kfp.add_argument("--image", required=True, help="image built from kubeflow/Dockerfile")
+  kfp = sub.add_parser("compile-kfp", aliases=["compile-kubeflow"],
+                       help="write the pipeline as a Kubeflow Pipelines v2 spec "
+                       "(KubeflowV2DagRunner)")
+  kfp.add_argument("--output", "--out", default="aitm_pipeline.json", help=".json or .yaml")
+  kfp.add_argument("--image", default="aitm-tfx:0.1.0",
+                   help="the image built from kubeflow/Dockerfile, in your registry")
   kfp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/aitm/root")
-  kfp.add_argument("--data", required=True, help="directory of CSV files the cluster can read")
-  kfp.add_argument("--serving-dir", required=True, help="where TF Serving reads models")
+  kfp.add_argument("--data", help="default of the data_root runtime parameter "
+                   "(default: <pipeline-root>/data)")
+  kfp.add_argument("--serving-dir", help="default of the push_destination runtime parameter "
+                   "is <serving-dir>/<model-name> (default: <pipeline-root>/serving)")
+  kfp.add_argument("--train-steps", type=int, help="default num_steps of the train_args "
+                   "runtime parameter (default: the config's budget, early stopping)")
   kfp.add_argument("--config", default=configs.CONFIG_PATH, help="EasyRec config")
   kfp.add_argument("--model-name", default=configs.MODEL_NAME)
-  kfp.add_argument("--out", default="aitm_pipeline.json", help=".json or .yaml")
-  kfp.set_defaults(func=_compile_kubeflow)
+  _beam_arguments(kfp, "in-process DirectRunner in each component's pod")
+  kfp.set_defaults(func=_compile_kfp)
 
   srv = sub.add_parser("serve", help="serve pushed SavedModels over TF Serving's gRPC API "
                        "(a local stand-in for tensorflow/serving)")

@@ -4,42 +4,82 @@ The graph is the one `aitm run` executes locally (pipeline.create_pipeline);
 only the places change: data, pipeline root and serving dir become cluster
 paths (gs://, s3:// or a mounted volume), the schema path is the one inside the
 container image, and ML Metadata is the cluster's.
+
+Three runtime parameters can be set when a run is submitted (the KFP UI, or
+`kfp.Client().create_run_from_pipeline_package(..., arguments={...})`):
+
+* `data_root`: the directory of CSV files ExampleGen reads;
+* `train_args`: the Trainer's TrainArgs as JSON, e.g.
+  `{"splits": ["train"], "num_steps": 20000}` (no num_steps: the config's
+  budget and early stopping);
+* `push_destination`: the Pusher's PushDestination as JSON, e.g.
+  `{"filesystem": {"base_directory": "gs://bucket/serving/aitm"}}`.
 """
 
+import json
 import os
+from typing import Optional, Sequence
 
+from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from models.config import PipelineConfig
-from pipeline import configs
+from pipeline import beam_options, configs
 from pipeline.pipeline import create_pipeline
 from pipeline.schema_check import check_schema
 
 # Where the Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/aitm"
 IMAGE_SCHEMA_PATH = f"{IMAGE_PROJECT_DIR}/schemas/{os.path.basename(configs.SCHEMA_PATH)}"
+# `docker build -f kubeflow/Dockerfile -t aitm-tfx:0.1.0 .` (push it to your registry).
+DEFAULT_IMAGE = "aitm-tfx:0.1.0"
+# Beam inside each component's pod, in-process (pipeline.beam_options.direct()).
+DEFAULT_BEAM_ARGS = tuple(beam_options.direct(1))
+RUNTIME_PARAMETERS = ("data_root", "train_args", "push_destination")
 
 
-def compile_pipeline(*, config: PipelineConfig, output_file: str, image: str,
-                     pipeline_root: str, data_root: str, serving_dir: str,
+def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root: str,
+                     image: str = DEFAULT_IMAGE, data_root: Optional[str] = None,
+                     serving_dir: Optional[str] = None,
                      model_name: str = configs.MODEL_NAME,
-                     schema_path: str = IMAGE_SCHEMA_PATH, training=None) -> str:
+                     schema_path: str = IMAGE_SCHEMA_PATH, training=None,
+                     train_steps: Optional[int] = None,
+                     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
+
+  `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
+  the config decides) and `serving_dir` (default `<pipeline_root>/serving`) are
+  the runtime parameters' defaults. `beam_pipeline_args` are checked with Beam
+  (pipeline.beam_options.parse) before anything is written.
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
   """
   check_schema(config, os.path.join(configs.PROJECT_DIR, "schemas",
                                     os.path.basename(schema_path)))
+  beam_options.parse(beam_pipeline_args)
+  pipeline_root = pipeline_root.rstrip("/")
+  serving_dir = serving_dir or f"{pipeline_root}/serving"
+  train_args = {"splits": ["train"]}
+  if train_steps:
+    train_args["num_steps"] = int(train_steps)
+  defaults = {
+      "data_root": data_root or f"{pipeline_root}/data",
+      "train_args": json.dumps(train_args),
+      "push_destination": json.dumps(
+          {"filesystem": {"base_directory": f"{serving_dir.rstrip('/')}/{model_name}"}}),
+  }
+  parameters = {name: RuntimeParameter(name=name, ptype=str, default=value)
+                for name, value in defaults.items()}
   pipeline = create_pipeline(
-      config=config,
-      pipeline_root=pipeline_root, data_root=data_root, serving_dir=serving_dir,
-      model_name=model_name, schema_path=schema_path, training=training,
-      # Beam runs inside each component's pod; Dataflow/Flink/Spark args go here.
-      beam_pipeline_args=("--direct_running_mode=in_memory", "--direct_num_workers=1"))
+      config=config, pipeline_root=pipeline_root, data_root=parameters["data_root"],
+      serving_dir=serving_dir, model_name=model_name, schema_path=schema_path,
+      training=training, train_args=parameters["train_args"],
+      push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args)
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
       output_dir=os.path.dirname(os.path.abspath(output_file)),
       output_filename=os.path.basename(output_file))
-  runner.run(pipeline, write_out=True)
+  # The spec's runtimeConfig carries the values a run gets unless it sets its own.
+  runner.run(pipeline, parameter_values=defaults, write_out=True)
   return output_file

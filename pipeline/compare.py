@@ -35,8 +35,8 @@ def _label(config: PipelineConfig) -> str:
 
 
 def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root: str,
-            training: Optional[dict] = None, pipeline_name: str = PIPELINE_NAME
-            ) -> List[ModelScore]:
+            training: Optional[dict] = None, pipeline_name: str = PIPELINE_NAME,
+            beam_pipeline_args: Optional[Sequence[str]] = None) -> List[ModelScore]:
   """Runs each config up to the Evaluator; `pipeline_name` and `pipeline_root` decide
   which earlier runs' outputs the cache may reuse."""
   tasks = [t.name for t in configs[0].tasks]
@@ -48,7 +48,9 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
   for i, config in enumerate(configs, start=1):
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
     summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
-                        pipeline_name=pipeline_name, training=training, push=False)
+                        pipeline_name=pipeline_name, training=training, push=False,
+                        **({"beam_pipeline_args": beam_pipeline_args}
+                           if beam_pipeline_args is not None else {}))
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
       trained = json.load(f)
     scores.append(ModelScore(_label(config), summary.auc, trained["parameters"],

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -97,6 +97,7 @@ def run_local(
     max_auc_drop: Optional[Dict[str, float]] = None,
     push: bool = True,
     enable_cache: bool = True,
+    beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then).
 
@@ -104,6 +105,7 @@ def run_local(
   latest blessed model (models.eval_config defaults for tasks not listed). A
   model that misses either is not blessed nor pushed, and the summary's
   `not_blessed` says why. Without `push`, no gate (and neither may be given).
+  `beam_pipeline_args` go to every Beam-powered component (pipeline.beam_options).
   """
   check_schema(config, schema_path)
   pipeline_root = os.path.abspath(pipeline_root)
@@ -123,6 +125,7 @@ def run_local(
       # A rerun whose Trainer is cached must not take its own model as the baseline.
       baseline_excludes_candidate=True,
       enable_cache=enable_cache,
+      beam_pipeline_args=beam_pipeline_args,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   with component_progress(), _own_argv_only():

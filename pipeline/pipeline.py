@@ -1,13 +1,14 @@
 """The AITM component graph, built from plain arguments (one factory, any runner)."""
 
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy)
+from tfx.orchestration.data_types import RuntimeParameter
 from tfx.proto import example_gen_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
@@ -64,7 +65,7 @@ def create_pipeline(
     *,
     config: PipelineConfig,
     pipeline_root: str,
-    data_root: str,
+    data_root: Union[str, RuntimeParameter],
     serving_dir: str,
     pipeline_name: str = configs.PIPELINE_NAME,
     model_name: str = configs.MODEL_NAME,
@@ -77,6 +78,8 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
     enable_cache: bool = True,
+    train_args: Union[None, tfx.proto.TrainArgs, RuntimeParameter] = None,
+    push_destination: Union[None, tfx.proto.PushDestination, RuntimeParameter] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher (to `<serving_dir>/<model_name>/<version>`).
@@ -96,6 +99,11 @@ def create_pipeline(
   LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
   at an Evaluator with no thresholds and no baseline, so such a model never
   becomes one.
+
+  `data_root`, `train_args` and `push_destination` may be RuntimeParameters
+  (Kubeflow: set when a run is submitted; the last two as JSON of their
+  protos). By default the Trainer gets the train split, the step budget of the
+  config, and the Pusher `<serving_dir>/<model_name>`.
   """
   example_gen = FileBasedExampleGen(
       input_base=data_root,
@@ -122,7 +130,7 @@ def create_pipeline(
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
-      train_args=tfx.proto.TrainArgs(splits=["train"]),
+      train_args=train_args or tfx.proto.TrainArgs(splits=["train"]),
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
       custom_config={trainer_module.CONFIG_KEY: config.text,
                      trainer_module.TRAINING_KEY: dict(training or {})})
@@ -141,7 +149,7 @@ def create_pipeline(
         baseline_model=resolver.outputs["model"], eval_config=eval_config)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
+        push_destination=push_destination or tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.join(serving_dir, model_name))))
     components += [resolver, evaluator, pusher]

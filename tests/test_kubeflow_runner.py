@@ -2,34 +2,114 @@
 
 import json
 
-from kubeflow.runner import IMAGE_SCHEMA_PATH, compile_pipeline
+import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from cli.main import main as aitm
+from kubeflow.runner import IMAGE_SCHEMA_PATH, RUNTIME_PARAMETERS, compile_pipeline
 from models.config import load_config
 from pipeline import configs
 
+IMAGE = "registry.example/aitm-tfx:0.1.0"
+COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+              "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher")
+# consumer -> producers of the artifacts it reads
+WIRING = {"StatisticsGen": {"FileBasedExampleGen"},
+          "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
+          "AnomaliesGate": {"ExampleValidator"},
+          "Transform": {"FileBasedExampleGen", "ImportSchemaGen"},
+          "Trainer": {"Transform", "ImportSchemaGen"},
+          "Evaluator": {"FileBasedExampleGen", "Trainer"},
+          "Pusher": {"Trainer", "Evaluator"}}
 
-def test_compiles_a_pipeline_spec(tmp_path):
-  config = load_config(configs.CONFIG_PATH)
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
   path = compile_pipeline(
-      config=config,
-      output_file=str(tmp_path / "aitm_pipeline.json"), image="registry.example/aitm-tfx:0.1.0",
+      config=load_config(configs.CONFIG_PATH),
+      output_file=str(tmp_path_factory.mktemp("kfp") / "aitm_pipeline.json"), image=IMAGE,
       pipeline_root="gs://bucket/aitm/root", data_root="gs://bucket/aitm/data",
-      serving_dir="gs://bucket/aitm/serving")
+      serving_dir="gs://bucket/aitm/serving", train_steps=3000,
+      beam_pipeline_args=["--runner=DataflowRunner", "--project=p", "--region=r",
+                          "--temp_location=gs://bucket/tmp"])
   with open(path) as f:
-    job = json.load(f)
+    return json.load(f)
+
+
+def test_the_spec_is_a_valid_kfp_pipeline_spec(job):
+  spec = pipeline_spec_pb2.PipelineSpec()
+  json_format.ParseDict(job["pipelineSpec"], spec)   # refuses unknown or mistyped fields
+  assert set(COMPONENTS) <= set(spec.root.dag.tasks)
+  assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/aitm/root"
+
+
+def test_every_component_runs_in_the_project_image(job):
+  executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+  tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+  components = job["pipelineSpec"]["components"]
+  for name in COMPONENTS:
+    executor = components[tasks[name]["componentRef"]["name"]]["executorLabel"]
+    assert executors[executor]["container"]["image"] == IMAGE, name
+
+
+def test_wiring_matches_the_local_graph(job):
+  tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+  for consumer, producers in WIRING.items():
+    artifacts = tasks[consumer].get("inputs", {}).get("artifacts", {})
+    read = {a["taskOutputArtifact"]["producerTask"] for a in artifacts.values()
+            if "taskOutputArtifact" in a}
+    assert producers <= read | set(tasks[consumer].get("dependentTasks", [])), consumer
+  # Transform waits for the anomalies gate even though it reads none of its outputs.
+  assert "AnomaliesGate" in tasks["Transform"].get("dependentTasks", [])
+
+
+def test_runtime_parameters_for_data_steps_and_serving_dir(job):
+  spec = job["pipelineSpec"]
+  assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(RUNTIME_PARAMETERS)
+  tasks = spec["root"]["dag"]["tasks"]
+  assert tasks["FileBasedExampleGen"]["inputs"]["parameters"]["input_base"] == {
+      "componentInputParameter": "data_root"}
+  assert tasks["Trainer"]["inputs"]["parameters"]["train_args"] == {
+      "componentInputParameter": "train_args"}
+  assert tasks["Pusher"]["inputs"]["parameters"]["push_destination"] == {
+      "componentInputParameter": "push_destination"}
+  defaults = {k: v["stringValue"] for k, v in job["runtimeConfig"]["parameters"].items()}
+  assert defaults["data_root"] == "gs://bucket/aitm/data"
+  assert json.loads(defaults["train_args"]) == {"splits": ["train"], "num_steps": 3000}
+  assert json.loads(defaults["push_destination"]) == {
+      "filesystem": {"base_directory": "gs://bucket/aitm/serving/aitm"}}
+
+
+def test_config_schema_and_beam_args_travel_in_the_spec(job):
   spec = job["pipelineSpec"]
   tasks = spec["root"]["dag"]["tasks"]
-  for component in ("FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                    "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher"):
-    assert component in tasks, sorted(tasks)
   text = json.dumps(spec)
-  assert "registry.example/aitm-tfx:0.1.0" in text
   assert "models.trainer.run_fn" in text and "models.preprocessing.preprocessing_fn" in text
   assert IMAGE_SCHEMA_PATH in text
-  # The config travels in the spec: all of it to the Trainer, its data part to Transform.
+  # The config: all of it to the Trainer, its data part to Transform.
   trainer, transform = json.dumps(tasks["Trainer"]), json.dumps(tasks["Transform"])
   assert "cvr_aitm" in trainer and "compute_vocabulary" in trainer
   assert "compute_vocabulary" in transform and "cvr_aitm" not in transform
-  assert "gs://bucket/aitm/serving/aitm" in text
-  assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/aitm/root"
-  # Transform waits for the anomalies gate even though it reads none of its outputs.
-  assert "AnomaliesGate" in tasks["Transform"].get("dependentTasks", [])
+  # Beam args reach every Beam-powered component's executor.
+  executors = spec["deploymentSpec"]["executors"]
+  components = spec["components"]
+  for name in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+    executor = executors[components[tasks[name]["componentRef"]["name"]]["executorLabel"]]
+    assert "--runner=DataflowRunner" in json.dumps(executor), name
+
+
+def test_cli_compiles_with_defaults_and_refuses_bad_beam_args(tmp_path, capsys):
+  out = tmp_path / "spec.json"
+  aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root",
+        "--beam-args=--direct_running_mode=multi_processing --direct_num_workers=2"])
+  job = json.loads(out.read_text())
+  defaults = {k: v["stringValue"] for k, v in job["runtimeConfig"]["parameters"].items()}
+  assert defaults["data_root"] == "gs://b/root/data"
+  assert json.loads(defaults["push_destination"])["filesystem"]["base_directory"] == \
+      "gs://b/root/serving/aitm"
+  assert "--direct_num_workers=2" in json.dumps(job["pipelineSpec"]["deploymentSpec"])
+  assert "aitm-tfx:0.1.0" in capsys.readouterr().out
+  with pytest.raises(SystemExit, match="does not know"):
+    aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root",
+          "--beam-args=--direct_num_wrkers=2"])
