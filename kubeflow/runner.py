@@ -20,6 +20,8 @@ import json
 import os
 from typing import Optional, Sequence
 
+import yaml
+
 from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
@@ -76,10 +78,27 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       serving_dir=serving_dir, model_name=model_name, schema_path=schema_path,
       training=training, train_args=parameters["train_args"],
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args)
+  # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-      config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
-      output_dir=os.path.dirname(os.path.abspath(output_file)),
-      output_filename=os.path.basename(output_file))
-  # The spec's runtimeConfig carries the values a run gets unless it sets its own.
-  runner.run(pipeline, parameter_values=defaults, write_out=True)
+      config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,
+                                                            use_pipeline_spec_2_1=True))
+  job = runner.run(pipeline, parameter_values=defaults, write_out=False)
+  _write_spec(job, defaults, output_file)
   return output_file
+
+
+def _write_spec(job, defaults, output_file):
+  """`.yaml`: the PipelineSpec that KFP's client uploads (kfp.Client().upload_pipeline /
+  create_run_from_pipeline_package); `.json`: the PipelineJob that Vertex AI
+  Pipelines runs. Either way the runtime parameters' defaults are in the spec
+  (`defaultValue`, optional), so a run may leave any of them out; TFX's writer
+  keeps them only in the PipelineJob's runtimeConfig, which the YAML lacks."""
+  spec = job["pipelineSpec"]
+  for name, value in defaults.items():
+    parameter = spec["root"]["inputDefinitions"]["parameters"][name]
+    parameter.update(defaultValue=value, isOptional=True)
+  with open(output_file, "w") as f:
+    if output_file.endswith((".yaml", ".yml")):
+      yaml.safe_dump(spec, f, sort_keys=True)
+    else:
+      json.dump(job, f, sort_keys=True, indent=1)

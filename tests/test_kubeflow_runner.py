@@ -74,7 +74,8 @@ def test_runtime_parameters_for_data_steps_and_serving_dir(job):
       "componentInputParameter": "train_args"}
   assert tasks["Pusher"]["inputs"]["parameters"]["push_destination"] == {
       "componentInputParameter": "push_destination"}
-  defaults = {k: v["stringValue"] for k, v in job["runtimeConfig"]["parameters"].items()}
+  defaults = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+  assert defaults == job["runtimeConfig"]["parameterValues"]
   assert defaults["data_root"] == "gs://bucket/aitm/data"
   assert json.loads(defaults["train_args"]) == {"splits": ["train"], "num_steps": 3000}
   assert json.loads(defaults["push_destination"]) == {
@@ -104,7 +105,7 @@ def test_cli_compiles_with_defaults_and_refuses_bad_beam_args(tmp_path, capsys):
   aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root",
         "--beam-args=--direct_running_mode=multi_processing --direct_num_workers=2"])
   job = json.loads(out.read_text())
-  defaults = {k: v["stringValue"] for k, v in job["runtimeConfig"]["parameters"].items()}
+  defaults = job["runtimeConfig"]["parameterValues"]
   assert defaults["data_root"] == "gs://b/root/data"
   assert json.loads(defaults["push_destination"])["filesystem"]["base_directory"] == \
       "gs://b/root/serving/aitm"
@@ -113,3 +114,18 @@ def test_cli_compiles_with_defaults_and_refuses_bad_beam_args(tmp_path, capsys):
   with pytest.raises(SystemExit, match="does not know"):
     aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root",
           "--beam-args=--direct_num_wrkers=2"])
+
+
+def test_yaml_spec_is_what_the_kfp_client_uploads_with_the_defaults(tmp_path):
+  from kfp.client.client import _extract_pipeline_yaml   # the loader upload/create_run use
+  path = compile_pipeline(config=load_config(configs.CONFIG_PATH),
+                          output_file=str(tmp_path / "aitm_pipeline.yaml"),
+                          pipeline_root="gs://b/root", image=IMAGE)
+  spec = _extract_pipeline_yaml(path).pipeline_spec
+  assert spec.schema_version == "2.1.0"
+  parameters = spec.root.input_definitions.parameters
+  assert set(parameters) == set(RUNTIME_PARAMETERS)
+  assert all(p.is_optional for p in parameters.values())
+  assert parameters["data_root"].default_value.string_value == "gs://b/root/data"
+  assert json.loads(parameters["train_args"].default_value.string_value) == {"splits": ["train"]}
+  assert set(COMPONENTS) <= set(spec.root.dag.tasks)
