@@ -88,6 +88,15 @@ def _run(args):
     sys.exit(f"error: {e}")
 
   data = args.data
+  if args.data_format == "aliccp":
+    from components.aliccp_example_gen import check_config
+    from models.config import ConfigError
+    if data is None:
+      sys.exit("error: --data-format aliccp needs --data, the folder of Ali-CCP's raw files")
+    try:
+      check_config(config)
+    except ConfigError as e:
+      sys.exit(f"error: {e}")
   if data is None:
     data = configs.DEFAULT_DATA_DIR
     if os.path.exists(os.path.join(data, "data.csv")):
@@ -104,7 +113,7 @@ def _run(args):
                         serving_dir=args.serving_dir, model_name=args.model_name,
                         schema_path=args.schema, training=training, min_auc=min_auc,
                         max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
-                        beam_pipeline_args=beam_args)
+                        beam_pipeline_args=beam_args, data_format=args.data_format)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
@@ -298,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="curated raw-data schema ExampleValidator checks against")
   run.add_argument("--data", help="directory of CSV files with a header "
                    f"(default: generate {configs.DEFAULT_ROWS:,} rows)")
+  run.add_argument("--data-format", choices=("csv", "aliccp"), default="csv",
+                   help="csv: CSV files with a header; aliccp: Ali-CCP's raw sample_skeleton_* "
+                   "+ common_features_* files (with --config configs/aitm_aliccp.config "
+                   "--schema schemas/aliccp_raw.pbtxt)")
   run.add_argument("--rows", type=int, default=configs.DEFAULT_ROWS,
                    help="rows to generate when --data is not given")
   run.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)

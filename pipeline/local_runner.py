@@ -98,6 +98,7 @@ def run_local(
     push: bool = True,
     enable_cache: bool = True,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
+    data_format: str = "csv",
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then).
 
@@ -126,6 +127,7 @@ def run_local(
       baseline_excludes_candidate=True,
       enable_cache=enable_cache,
       beam_pipeline_args=beam_pipeline_args,
+      data_format=data_format,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   with component_progress(), _own_argv_only():

@@ -13,6 +13,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
+from components.aliccp_example_gen import aliccp_example_gen
+from components.aliccp_example_gen import check_config as check_aliccp_config
 from components.anomalies_gate import AnomaliesGate
 from components.csv_example_gen import executor as csv_executor
 from models import preprocessing
@@ -22,6 +24,7 @@ from models.eval_config import make_eval_config
 from pipeline import configs
 
 RESOLVER_ID = "latest_blessed_model_resolver"
+DATA_FORMATS = ("csv", "aliccp")
 
 
 class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
@@ -78,6 +81,7 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
     enable_cache: bool = True,
+    data_format: str = "csv",
     train_args: Union[None, tfx.proto.TrainArgs, RuntimeParameter] = None,
     push_destination: Union[None, tfx.proto.PushDestination, RuntimeParameter] = None,
 ) -> tfx.dsl.Pipeline:
@@ -100,19 +104,29 @@ def create_pipeline(
   at an Evaluator with no thresholds and no baseline, so such a model never
   becomes one.
 
+  `data_format`: "csv" (CSV files with a header, components/csv_example_gen) or
+  "aliccp" (Ali-CCP's raw skeleton and common-features files,
+  components/aliccp_example_gen; the config must declare its columns).
+
   `data_root`, `train_args` and `push_destination` may be RuntimeParameters
   (Kubeflow: set when a run is submitted; the last two as JSON of their
   protos). By default the Trainer gets the train split, the step budget of the
   config, and the Pusher `<serving_dir>/<model_name>`.
   """
-  example_gen = FileBasedExampleGen(
-      input_base=data_root,
-      custom_config=csv_executor.example_gen_custom_config(config),
-      custom_executor_spec=executor_spec.BeamExecutorSpec(csv_executor.Executor),
-      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-          example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=configs.TRAIN_BUCKETS),
-          example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=configs.EVAL_BUCKETS),
-      ])))
+  if data_format == "aliccp":
+    check_aliccp_config(config)
+    example_gen = aliccp_example_gen(data_root)
+  elif data_format == "csv":
+    example_gen = FileBasedExampleGen(
+        input_base=data_root,
+        custom_config=csv_executor.example_gen_custom_config(config),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(csv_executor.Executor),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=configs.TRAIN_BUCKETS),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=configs.EVAL_BUCKETS),
+        ])))
+  else:
+    raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
   example_validator = tfx.components.ExampleValidator(

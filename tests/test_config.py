@@ -185,7 +185,8 @@ def test_shipped_configs_match_their_schemas():
   schemas = os.path.join(configs.PROJECT_DIR, "schemas")
   for name in os.listdir(CONFIG_DIR):
     if name.endswith(".config"):
-      schema = "taobao_cart_raw.pbtxt" if "cart" in name else "taobao_raw.pbtxt"
+      schema = ("aliccp_raw.pbtxt" if "aliccp" in name else
+                "taobao_cart_raw.pbtxt" if "cart" in name else "taobao_raw.pbtxt")
       check_schema(load_config(os.path.join(CONFIG_DIR, name)), os.path.join(schemas, schema))
   with pytest.raises(ConfigError, match="'cart' is in the schema but not in data_config"):
     check_schema(load_config(configs.CONFIG_PATH), os.path.join(schemas, "taobao_cart_raw.pbtxt"))
