@@ -129,3 +129,24 @@ def test_yaml_spec_is_what_the_kfp_client_uploads_with_the_defaults(tmp_path):
   assert parameters["data_root"].default_value.string_value == "gs://b/root/data"
   assert json.loads(parameters["train_args"].default_value.string_value) == {"splits": ["train"]}
   assert set(COMPONENTS) <= set(spec.root.dag.tasks)
+
+
+def test_the_image_recipe_pins_the_stack_the_spec_refers_to():
+  import os
+  import re
+  from kubeflow.runner import DEFAULT_IMAGE, IMAGE_PROJECT_DIR
+  root = configs.PROJECT_DIR
+  with open(os.path.join(root, "kubeflow", "Dockerfile")) as f:
+    lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  with open(os.path.join(root, "requirements.lock")) as f:
+    tfx_version = re.search(r"^tfx(?:\[[^\]]*\])?==(\S+)", f.read(), re.M).group(1)
+  with open(os.path.join(root, "pyproject.toml")) as f:
+    version = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+  assert lines[0] == f"FROM tensorflow/tfx:{tfx_version}"
+  assert "ENV TF_USE_LEGACY_KERAS=1" in lines
+  assert f"WORKDIR {IMAGE_PROJECT_DIR}" in lines
+  assert any("pip install" in l and "--no-deps -r requirements.lock" in l for l in lines)
+  assert DEFAULT_IMAGE == f"aitm-tfx:{version}"
+  with open(os.path.join(root, ".dockerignore")) as f:
+    ignored = set(f.read().split())
+  assert {".venv", "runs"} <= ignored   # generated output never goes into the image
