@@ -36,9 +36,11 @@ def _label(config: PipelineConfig) -> str:
 
 def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root: str,
             training: Optional[dict] = None, pipeline_name: str = PIPELINE_NAME,
-            beam_pipeline_args: Optional[Sequence[str]] = None) -> List[ModelScore]:
+            beam_pipeline_args: Optional[Sequence[str]] = None,
+            evaluate: bool = True) -> List[ModelScore]:
   """Runs each config up to the Evaluator; `pipeline_name` and `pipeline_root` decide
-  which earlier runs' outputs the cache may reuse."""
+  which earlier runs' outputs the cache may reuse. Without `evaluate`, up to the
+  Trainer, and the AUCs are the Trainer's own on the eval split (its best epoch)."""
   tasks = [t.name for t in configs[0].tasks]
   for config in configs[1:]:
     if [t.name for t in config.tasks] != tasks:
@@ -49,11 +51,13 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
     summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
                         pipeline_name=pipeline_name, training=training, push=False,
+                        evaluate=evaluate,
                         **({"beam_pipeline_args": beam_pipeline_args}
                            if beam_pipeline_args is not None else {}))
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
       trained = json.load(f)
-    scores.append(ModelScore(_label(config), summary.auc, trained["parameters"],
+    auc = summary.auc if evaluate else trained["eval_auc"]
+    scores.append(ModelScore(_label(config), auc, trained["parameters"],
                              trained["train_seconds"], trained["epochs_run"]))
   return scores
 

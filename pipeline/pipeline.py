@@ -77,6 +77,7 @@ def create_pipeline(
     min_auc: Optional[Mapping[str, float]] = None,
     max_auc_drop: Optional[Mapping[str, float]] = None,
     push: bool = True,
+    evaluate: bool = True,
     baseline_excludes_candidate: bool = False,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
@@ -102,7 +103,8 @@ def create_pipeline(
   served from the cache); KubeflowV2DagRunner compiles only the stock
   LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
   at an Evaluator with no thresholds and no baseline, so such a model never
-  becomes one.
+  becomes one; without `evaluate` too, it ends at the Trainer (benchmarks
+  that score models on their own test rows).
 
   `data_format`: "csv" (CSV files with a header, components/csv_example_gen) or
   "aliccp" (Ali-CCP's raw skeleton and common-features files,
@@ -151,11 +153,14 @@ def create_pipeline(
 
   components = [example_gen, statistics_gen, schema_gen, example_validator, gate,
                 transform, trainer]
+  if push and not evaluate:
+    raise ValueError("a pushed model must be evaluated: evaluate=False needs push=False")
   eval_config = make_eval_config(config, min_auc, max_auc_drop, gate=push)
   if not push:
-    components.append(tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        eval_config=eval_config))
+    if evaluate:
+      components.append(tfx.components.Evaluator(
+          examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+          eval_config=eval_config))
   else:
     resolver = _baseline_resolver(trainer.outputs["model"], baseline_excludes_candidate)
     evaluator = tfx.components.Evaluator(
