@@ -9,6 +9,8 @@ import json
 import os
 import random
 import re
+import sys
+from unittest import mock
 
 import pytest
 import tensorflow as tf
@@ -132,9 +134,12 @@ def run_example_gen(input_base, output_dir, **factory_args):
   context = base_beam_executor.BaseBeamExecutor.Context(
       beam_pipeline_args=list(configs.BEAM_PIPELINE_ARGS), tmp_dir=output_dir,
       unique_id="test")
-  runner = component.executor_spec.executor_class(context)
-  runner.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
-            dict(component.exec_properties))
+  # TFX's Beam executors parse sys.argv as absl flags: pytest's own (-v -rs)
+  # must not reach them (what pipeline.local_runner does for a pipeline run).
+  with mock.patch.object(sys, "argv", sys.argv[:1]):
+    runner = component.executor_spec.executor_class(context)
+    runner.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+              dict(component.exec_properties))
   return runner, examples
 
 
