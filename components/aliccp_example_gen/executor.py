@@ -35,15 +35,14 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from google.protobuf import wrappers_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.aliccp_example_gen import raw_format
 from components.csv_example_gen.csv_parser import BadInputError
+from components.example_gen_settings import pack_text, unpack_text
 
 COUNTER_NAMESPACE = "aliccp_example_gen"
 DEFAULT_CHUNK_BYTES = 64 << 20
@@ -68,21 +67,13 @@ def custom_config(fields: Sequence[Tuple[str, str]] = raw_format.PAPER_FIELDS,
                      f"({raw_format.CLICK_LABEL}, {raw_format.BUY_LABEL})")
   if chunk_bytes < 1:
     raise ValueError("chunk_bytes must be positive")
-  packed = example_gen_pb2.CustomConfig()
-  packed.custom_config.Pack(wrappers_pb2.StringValue(value=json.dumps(
-      {"fields": [list(f) for f in fields], "chunk_bytes": chunk_bytes})))
-  return packed
+  return pack_text(json.dumps({"fields": [list(f) for f in fields],
+                               "chunk_bytes": chunk_bytes}))
 
 
 def settings_from(exec_properties: Dict[str, Any]) -> Settings:
-  custom = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-  if isinstance(custom, str):
-    custom = proto_utils.json_to_proto(custom, example_gen_pb2.CustomConfig())
-  text = wrappers_pb2.StringValue()
-  if custom is None or not custom.custom_config.Unpack(text):
-    raise ValueError("the Ali-CCP ExampleGen needs its settings: "
-                     "custom_config=executor.custom_config(...)")
-  values = json.loads(text.value)
+  values = json.loads(unpack_text(exec_properties, "the Ali-CCP ExampleGen needs its "
+                                  "settings: custom_config=executor.custom_config(...)"))
   return Settings(tuple((f, c) for f, c in values["fields"]), int(values["chunk_bytes"]))
 
 

@@ -11,14 +11,13 @@ from typing import Any, Dict
 
 import apache_beam as beam
 import tensorflow as tf
-from google.protobuf import wrappers_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.csv_example_gen.csv_parser import BadInputError, read_examples
+from components.example_gen_settings import pack_text, unpack_text
 from models.config import PipelineConfig, parse_config
 
 _PROGRESS_EVERY = 50_000
@@ -26,20 +25,13 @@ _PROGRESS_EVERY = 50_000
 
 def example_gen_custom_config(config: PipelineConfig) -> example_gen_pb2.CustomConfig:
   """The config's data part, packed for FileBasedExampleGen(custom_config=...)."""
-  custom = example_gen_pb2.CustomConfig()
-  custom.custom_config.Pack(wrappers_pb2.StringValue(value=config.data_text()))
-  return custom
+  return pack_text(config.data_text())
 
 
 def _config_from(exec_properties: Dict[str, Any]) -> PipelineConfig:
-  custom = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-  if isinstance(custom, str):
-    custom = proto_utils.json_to_proto(custom, example_gen_pb2.CustomConfig())
-  text = wrappers_pb2.StringValue()
-  if custom is None or not custom.custom_config.Unpack(text):
-    raise ValueError("the CSV ExampleGen needs the config: "
+  text = unpack_text(exec_properties, "the CSV ExampleGen needs the config: "
                      "custom_config=example_gen_custom_config(config)")
-  return parse_config(text.value, source="ExampleGen custom_config", require_model=False)
+  return parse_config(text, source="ExampleGen custom_config", require_model=False)
 
 
 class _ReadCsvFile(beam.DoFn):
