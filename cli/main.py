@@ -222,9 +222,9 @@ def _serve(args):
     server = LocalModelServer(sources, port=args.port, host=args.host,
                               poll_wait_seconds=args.file_system_poll_wait_seconds,
                               config_file=args.model_config_file)
+    server.start()
   except (OSError, ValueError) as e:
     sys.exit(f"error: {e}")
-  server.start()
   print("[serve] local stand-in for TF Serving (development and tests); in production "
         "run tensorflow/serving (kubeflow/serving/). Ctrl-C stops it.", flush=True)
   try:

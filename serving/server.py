@@ -412,27 +412,36 @@ class LocalModelServer:
       raise ValueError("poll_wait_seconds must be positive")
     self.registry = ModelRegistry(sources, config_file, log)
     self.poll_wait_seconds = poll_wait_seconds
+    self._host, self._port, self._max_workers = host, port, max_workers
     self._log = log
     self._stop = threading.Event()
     self._poller = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
-    self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
-                               options=[("grpc.max_receive_message_length", 64 << 20),
-                                        ("grpc.max_send_message_length", 64 << 20)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.registry), self._server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(self.registry), self._server)
-    self.port = self._server.add_insecure_port(f"{host}:{port}")
-    if not self.port:
-      raise OSError(f"cannot listen on {host}:{port}")
-    self.address = f"{host}:{self.port}"
+    self._server = None
+    self.port, self.address = None, None
 
   def start(self) -> int:
+    """Loads the first versions, then listens (as TF Serving does: until then a
+    client's connection is refused, which it sees as UNAVAILABLE and retries,
+    rather than waiting on an open port for its deadline). Returns the port."""
     # Two polls a moment apart: a version is served only once its files stood still.
     self.registry.poll()
     time.sleep(min(0.5, self.poll_wait_seconds))
     self.registry.poll()
-    self._server.start()
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self._max_workers),
+                         options=[("grpc.max_receive_message_length", 64 << 20),
+                                  ("grpc.max_send_message_length", 64 << 20)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(self.registry), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(self.registry), server)
+    try:
+      port = server.add_insecure_port(f"{self._host}:{self._port}")
+    except RuntimeError as e:   # grpc raises when the address is taken
+      raise OSError(f"cannot listen on {self._host}:{self._port}: {e}") from e
+    if not port:
+      raise OSError(f"cannot listen on {self._host}:{self._port}")
+    self._server, self.port, self.address = server, port, f"{self._host}:{port}"
+    server.start()
     self._poller.start()
     self._log(f"[serve] gRPC PredictionService and ModelService on {self.address}")
     return self.port
@@ -443,7 +452,8 @@ class LocalModelServer:
 
   def stop(self, grace: float = 1.0):
     self._stop.set()
-    self._server.stop(grace).wait()
+    if self._server is not None:
+      self._server.stop(grace).wait()
 
   def wait(self):
     self._server.wait_for_termination()

@@ -396,7 +396,7 @@ def test_client_retries_unavailable_until_the_server_is_up(pushed, rows, tmp_pat
   starter = threading.Timer(1.0, server.start)
   starter.start()
   try:
-    with ServingClient(f"127.0.0.1:{port}", MODEL, retries=12, backoff=0.2,
+    with ServingClient(f"127.0.0.1:{port}", MODEL, retries=20, backoff=0.2,
                        max_backoff=2.0, timeout=10) as client:
       scores = client.predict(rows[:2])   # retried while the server loads the model
       assert scores["ctr"].shape == (2,)
