@@ -188,13 +188,13 @@ def _beam_args(args, defaults):
 
 
 def _compile_kfp(args):
-  from kubeflow.runner import DEFAULT_BEAM_ARGS, compile_pipeline
+  from kubeflow.runner import compile_pipeline
   config, = _load_configs([args.config])
   path = compile_pipeline(config=config, output_file=args.output, image=args.image,
                           pipeline_root=args.pipeline_root, data_root=args.data,
                           serving_dir=args.serving_dir, model_name=args.model_name,
                           train_steps=args.train_steps,
-                          beam_pipeline_args=_beam_args(args, DEFAULT_BEAM_ARGS))
+                          beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS))
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
         "parameters data_root, train_args, push_destination)")
 
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the pipeline as a Kubeflow Pipelines v2 spec "
                        "(KubeflowV2DagRunner)")
   kfp.add_argument("--output", "--out", default="aitm_pipeline.json", help=".json or .yaml")
-  kfp.add_argument("--image", default="aitm-tfx:0.1.0",
+  kfp.add_argument("--image", default=configs.KUBEFLOW_IMAGE,
                    help="the image built from kubeflow/Dockerfile, in your registry")
   kfp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/aitm/root")
   kfp.add_argument("--data", help="default of the data_root runtime parameter "

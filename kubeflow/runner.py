@@ -33,20 +33,16 @@ from pipeline.schema_check import check_schema
 # Where the Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/aitm"
 IMAGE_SCHEMA_PATH = f"{IMAGE_PROJECT_DIR}/schemas/{os.path.basename(configs.SCHEMA_PATH)}"
-# `docker build -f kubeflow/Dockerfile -t aitm-tfx:0.1.0 .` (push it to your registry).
-DEFAULT_IMAGE = "aitm-tfx:0.1.0"
-# Beam inside each component's pod, in-process (pipeline.beam_options.direct()).
-DEFAULT_BEAM_ARGS = tuple(beam_options.direct(1))
 RUNTIME_PARAMETERS = ("data_root", "train_args", "push_destination")
 
 
 def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root: str,
-                     image: str = DEFAULT_IMAGE, data_root: Optional[str] = None,
+                     image: str = configs.KUBEFLOW_IMAGE, data_root: Optional[str] = None,
                      serving_dir: Optional[str] = None,
                      model_name: str = configs.MODEL_NAME,
                      schema_path: str = IMAGE_SCHEMA_PATH, training=None,
                      train_steps: Optional[int] = None,
-                     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS) -> str:
+                     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 from models.config import PipelineConfig
 from models.trainer import SUMMARY_FILE
+from pipeline.configs import BEAM_PIPELINE_ARGS
 from pipeline.local_runner import run_local
 
 PIPELINE_NAME = "aitm-compare"
@@ -36,7 +37,7 @@ def _label(config: PipelineConfig) -> str:
 
 def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root: str,
             training: Optional[dict] = None, pipeline_name: str = PIPELINE_NAME,
-            beam_pipeline_args: Optional[Sequence[str]] = None,
+            beam_pipeline_args: Sequence[str] = BEAM_PIPELINE_ARGS,
             evaluate: bool = True) -> List[ModelScore]:
   """Runs each config up to the Evaluator; `pipeline_name` and `pipeline_root` decide
   which earlier runs' outputs the cache may reuse. Without `evaluate`, up to the
@@ -51,9 +52,7 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
     summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
                         pipeline_name=pipeline_name, training=training, push=False,
-                        evaluate=evaluate,
-                        **({"beam_pipeline_args": beam_pipeline_args}
-                           if beam_pipeline_args is not None else {}))
+                        evaluate=evaluate, beam_pipeline_args=beam_pipeline_args)
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
       trained = json.load(f)
     auc = summary.auc if evaluate else trained["eval_auc"]

@@ -22,6 +22,10 @@ PEER_CONFIGS = tuple(os.path.join(PROJECT_DIR, "configs", f"{name}.config") for 
     "aitm_taobao", "shared_bottom", "esmm", "mmoe", "ple"))
 # ExampleGen's hash split of the input: 4 parts train, 1 part eval.
 TRAIN_BUCKETS, EVAL_BUCKETS = 4, 1
-# In-process Beam: no Prism/portable runner, nothing downloaded at run time.
+# In-process Beam: no Prism/portable runner, nothing downloaded at run time. Also
+# the Kubeflow default, inside each component's pod (pipeline.beam_options for more).
 BEAM_PIPELINE_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
                       "--direct_num_workers=1")
+# The image kubeflow/Dockerfile builds (`docker build -f kubeflow/Dockerfile -t
+# aitm-tfx:0.1.0 .`, then push it to your registry): the Kubeflow steps' default.
+KUBEFLOW_IMAGE = "aitm-tfx:0.1.0"

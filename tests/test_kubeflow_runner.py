@@ -134,7 +134,7 @@ def test_yaml_spec_is_what_the_kfp_client_uploads_with_the_defaults(tmp_path):
 def test_the_image_recipe_pins_the_stack_the_spec_refers_to():
   import os
   import re
-  from kubeflow.runner import DEFAULT_IMAGE, IMAGE_PROJECT_DIR
+  from kubeflow.runner import IMAGE_PROJECT_DIR
   root = configs.PROJECT_DIR
   with open(os.path.join(root, "kubeflow", "Dockerfile")) as f:
     lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
@@ -146,7 +146,7 @@ def test_the_image_recipe_pins_the_stack_the_spec_refers_to():
   assert "ENV TF_USE_LEGACY_KERAS=1" in lines
   assert f"WORKDIR {IMAGE_PROJECT_DIR}" in lines
   assert any("pip install" in l and "--no-deps -r requirements.lock" in l for l in lines)
-  assert DEFAULT_IMAGE == f"aitm-tfx:{version}"
+  assert configs.KUBEFLOW_IMAGE == f"aitm-tfx:{version}"
   with open(os.path.join(root, ".dockerignore")) as f:
     ignored = set(f.read().split())
   assert {".venv", "runs"} <= ignored   # generated output never goes into the image
