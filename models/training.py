@@ -5,6 +5,13 @@ schedule, `num_steps`, `batch_size`, `num_epochs`, `shuffle`,
 `shuffle_buffer_size`). What a config leaves out is sized from the number of
 train rows: small data gets small batches and more epochs. Early stopping on
 the mean eval AUC ends a run sooner when the eval AUC stops improving.
+
+Distributed training (`train_config.train_distribute`, models/distribution.py)
+is synchronous data parallelism, and `batch_size` is per replica: each replica
+(a worker's device; one per CPU worker) takes `batch_size` rows a step, so a
+step consumes the global batch `batch_size x replicas`. That is EasyRec's
+per-worker batch on one-device workers. `num_steps` counts global steps, and
+an epoch is the train rows over the global batch, the same on every worker.
 """
 
 import dataclasses
@@ -22,6 +29,14 @@ DEFAULT_LEARNING_RATE = 1e-3
 WARMUP_SHARE = 0.05
 FINAL_SHARE = 0.05
 DEFAULT_SHUFFLE_BUFFER = 100_000
+
+# train_config.train_distribute values the Trainer runs (models/distribution.py).
+# EasyRec's others: PSStrategy (needs parameter servers, which Keras' fit only
+# drives through a ClusterCoordinator), CollectiveAllReduceStrategy (its TF 1
+# name for MultiWorkerMirroredStrategy, deprecated upstream), ExascaleStrategy
+# (PAI-TF only).
+SUPPORTED_STRATEGIES = ("NoStrategy", "MirroredStrategy", "MultiWorkerMirroredStrategy")
+_INSTEAD = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +61,11 @@ class TrainingConfig:
   # are permuted (jointly across towers, so the funnel stays consistent), which
   # leaves the features nothing to predict. Never set in a real run.
   shuffle_labels: bool = False
+  # train_config.train_distribute, by its enum name (override key "distribute").
+  distribute: str = "NoStrategy"
+  # train_config.num_gpus_per_worker when the config sets it: MirroredStrategy
+  # mirrors over at most this many of the machine's GPUs (None: all of them).
+  num_gpus_per_worker: Optional[int] = None
 
   @classmethod
   def from_dict(cls, values: Optional[Dict[str, Any]]) -> "TrainingConfig":
@@ -60,6 +80,13 @@ class TrainingConfig:
         raise ValueError(f"{name} must be positive, got {value}")
     if config.patience < 0:
       raise ValueError(f"patience must be >= 0, got {config.patience}")
+    if config.distribute not in SUPPORTED_STRATEGIES:
+      instead = _INSTEAD.get(config.distribute)
+      raise ValueError(
+          f"train_distribute {config.distribute!r} is not supported; supported: "
+          f"{', '.join(SUPPORTED_STRATEGIES)}" + (f" (use {instead})" if instead else ""))
+    if config.num_gpus_per_worker is not None and config.num_gpus_per_worker <= 0:
+      raise ValueError(f"num_gpus_per_worker must be positive, got {config.num_gpus_per_worker}")
     return config
 
   @classmethod
@@ -76,15 +103,26 @@ class TrainingConfig:
     values["shuffle"] = data.shuffle
     if data.HasField("shuffle_buffer_size"):
       values["shuffle_buffer"] = int(data.shuffle_buffer_size)
+    if train.HasField("train_distribute"):
+      field = train.DESCRIPTOR.fields_by_name["train_distribute"]
+      values["distribute"] = field.enum_type.values_by_number[train.train_distribute].name
+    if train.HasField("num_gpus_per_worker"):
+      values["num_gpus_per_worker"] = int(train.num_gpus_per_worker)
     values.update(overrides or {})
     return cls.from_dict(values)
 
-  def sized_for(self, train_rows: int) -> "TrainingConfig":
-    """Fills batch size and epochs; with num_steps, epochs are rounded up to cover it."""
+  def sized_for(self, train_rows: int, replicas: int = 1) -> "TrainingConfig":
+    """Fills batch size and epochs; with num_steps, epochs are rounded up to cover it.
+
+    `replicas`: how many take a batch each step (strategy.num_replicas_in_sync).
+    A batch size left out is sized from each replica's share of the rows, so the
+    global batch, and with it the steps per epoch and the learning rate
+    schedule, stay about what one replica would get on all the rows."""
     if train_rows <= 0:
       raise ValueError("the train split is empty")
-    batch = self.batch_size or int(min(4096, max(256, 2 ** round(math.log2(train_rows / 100)))))
-    steps_per_epoch = math.ceil(train_rows / batch)
+    share = train_rows / replicas
+    batch = self.batch_size or int(min(4096, max(256, 2 ** round(math.log2(share / 100)))))
+    steps_per_epoch = math.ceil(train_rows / (batch * replicas))
     if self.max_epochs:
       epochs = self.max_epochs
     elif self.num_steps:
@@ -93,8 +131,13 @@ class TrainingConfig:
       epochs = int(min(MAX_EPOCHS, max(3, math.ceil(TARGET_STEPS / steps_per_epoch))))
     return dataclasses.replace(self, batch_size=batch, max_epochs=epochs)
 
-  def steps_per_epoch(self, train_rows: int) -> int:
-    steps = math.ceil(train_rows / self.batch_size)
+  def global_batch_size(self, replicas: int = 1) -> int:
+    """Rows one step consumes: `batch_size` on each of `replicas`."""
+    return self.batch_size * replicas
+
+  def steps_per_epoch(self, train_rows: int, replicas: int = 1) -> int:
+    """Global steps in one pass over all `train_rows` (every worker runs as many)."""
+    steps = math.ceil(train_rows / self.global_batch_size(replicas))
     return min(steps, self.num_steps) if self.num_steps else steps
 
   def to_dict(self) -> Dict[str, Any]:

@@ -29,6 +29,12 @@ ENUMS = {
     "FeatureType": ["IdFeature", "RawFeature", "TagFeature"],
     "WideOrDeep": ["DEEP", "WIDE", "WIDE_AND_DEEP"],
     "LossType": ["CLASSIFICATION", "ORDER_CALIBRATE_LOSS"],
+    # EasyRec's train.proto enum, every value in its order, so the numbers match
+    # EasyRec's (0..5) and any EasyRec config parses; the Trainer refuses the values
+    # it can't run (models.training.SUPPORTED_STRATEGIES) with a message naming them.
+    "DistributionStrategy": ["NoStrategy", "PSStrategy", "MirroredStrategy",
+                             "CollectiveAllReduceStrategy", "ExascaleStrategy",
+                             "MultiWorkerMirroredStrategy"],
 }
 
 # Messages: name -> fields (label, type, name[, default][, oneof=...]).
@@ -55,6 +61,11 @@ MESSAGES = {
         ("opt", "uint32", "log_step_count_steps"),
         ("opt", "uint32", "keep_checkpoint_max"),
         ("opt", "string", "fine_tune_checkpoint"),
+        # EasyRec's fields 20 and 21 (numbers here are positional, as for every field):
+        # the tf.distribute strategy (models/distribution.py) and EasyRec's GPUs per
+        # worker, which caps the GPUs MirroredStrategy mirrors over.
+        ("opt", "DistributionStrategy", "train_distribute", "NoStrategy"),
+        ("opt", "int32", "num_gpus_per_worker", "1"),
     ],
     "Optimizer": [
         ("opt", "AdamOptimizer", "adam_optimizer", None, "optimizer"),
