@@ -120,6 +120,21 @@ class LossTerms(tf.keras.callbacks.Callback):
       logs["l2_regularization_loss"] = l2_regularization_loss(self.model)
 
 
+class StepBudget(tf.keras.callbacks.Callback):
+  """Ends training after exactly `steps` optimizer steps, mid-epoch if need be
+  (Keras still runs that epoch's eval), and counts the steps taken. Every
+  worker of a multi-worker run stops at the same step."""
+
+  def __init__(self, steps: Optional[int]):
+    super().__init__()
+    self.steps, self.taken = steps, 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.taken += 1
+    if self.steps and self.taken >= self.steps:
+      self.model.stop_training = True
+
+
 class ProgressLogger(tf.keras.callbacks.Callback):
   """Prints epoch, step, loss and examples/s while training."""
 
@@ -290,7 +305,12 @@ def train(fn_args: FnArgs) -> TrainResult:
   config's strategy, export it (the chief) and write the training summary."""
   skip_tf_keras()
   config = parse_config(fn_args.custom_config[CONFIG_KEY], source="Trainer custom_config")
-  settings = TrainingConfig.from_config(config.proto, fn_args.custom_config.get(TRAINING_KEY))
+  overrides = dict(fn_args.custom_config.get(TRAINING_KEY) or {})
+  if fn_args.train_steps and "num_steps" not in overrides:
+    # The Trainer's TrainArgs.num_steps (on Kubeflow the train_args runtime
+    # parameter) wins over the config's train_config.num_steps.
+    overrides["num_steps"] = int(fn_args.train_steps)
+  settings = TrainingConfig.from_config(config.proto, overrides)
   worker = distribution.worker_for(settings)
   # First: MultiWorkerMirroredStrategy sets up the cluster's collective ops.
   strategy = distribution.make_strategy(settings)
@@ -304,8 +324,8 @@ def train(fn_args: FnArgs) -> TrainResult:
     tf.keras.utils.set_random_seed(training.seed)
 
   rows = {f.name: embedding_rows(f, tf_transform_output) for f in config.features}
-  model = build_compiled_model(config, rows, training, strategy,
-                               total_steps=steps_per_epoch * training.max_epochs)
+  total_steps = training.num_steps or steps_per_epoch * training.max_epochs
+  model = build_compiled_model(config, rows, training, strategy, total_steps=total_steps)
   # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
   # the step budget is ours and early stopping on the mean eval AUC may end it.
   early_stopping = training.num_steps is None
@@ -333,7 +353,8 @@ def train(fn_args: FnArgs) -> TrainResult:
   if eval_rows is not None and worker.is_chief:
     print(f"  [Trainer] eval after each epoch: {eval_rows:,} rows (whole global batches)",
           flush=True)
-  callbacks = [LossTerms([t.name for t in config.tasks])]
+  budget = StepBudget(training.num_steps)
+  callbacks = [LossTerms([t.name for t in config.tasks]), budget]
   if early_stopping:
     # Every worker decides alike: the eval metrics are all-reduced.
     callbacks.append(tf.keras.callbacks.EarlyStopping(
@@ -355,8 +376,7 @@ def train(fn_args: FnArgs) -> TrainResult:
       # outside any replica, where its strategy's metric updates can't run, and
       # the SavedModel should not depend on the cluster. Its variables are local,
       # so saving is no collective and the other workers have nothing to save.
-      export = build_compiled_model(config, rows, training,
-                                    total_steps=steps_per_epoch * training.max_epochs)
+      export = build_compiled_model(config, rows, training, total_steps=total_steps)
       export.set_weights(model.get_weights())
     export.save(fn_args.serving_model_dir, save_format="tf",
                 signatures=make_signatures(export, tf_transform_output, config))
@@ -370,7 +390,7 @@ def train(fn_args: FnArgs) -> TrainResult:
       "train_rows": train_rows, "batch_size": training.batch_size,
       "seed": training.seed, "shuffle_labels": training.shuffle_labels,
       "epochs_run": len(scores), "exported_epoch": best + 1,
-      "steps": len(scores) * steps_per_epoch, "train_seconds": round(seconds, 1),
+      "steps": budget.taken, "train_seconds": round(seconds, 1),
       "eval_auc": {t.name: float(history.history[f"val_{t.name}_auc"][best])
                    for t in config.tasks},
   }

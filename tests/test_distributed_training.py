@@ -484,17 +484,32 @@ def test_only_the_chief_writes_and_the_export_has_the_single_worker_contract(two
   assert np.all(trained["cvr"].numpy() <= trained["ctr"].numpy() + 0.05)
 
 
+def test_train_args_num_steps_is_the_step_budget(two_workers, tmp_path):
+  """TrainArgs.num_steps (the train_args runtime parameter of the compiled spec)
+  reaches run_fn as fn_args.train_steps: exactly that many steps, no early
+  stopping, over the config's own num_steps; an explicit training override wins."""
+  from models import trainer
+
+  config = _config_text().replace("train_config {", "train_config {\n  num_steps: 5", 1)
+  spec = dict(two_workers, config=config, model=str(tmp_path / "model"),
+              model_run=str(tmp_path / "model_run"),
+              training=dict(WORKER_TRAINING, max_epochs=None))
+  # 2400 rows in batches of 64: 38 steps an epoch, so 45 steps end mid-epoch 2.
+  result = trainer.train(_fn_args(spec, train_args={"splits": ["train"], "num_steps": 45}))
+  assert (result.training.num_steps, result.summary["steps"]) == (45, 45)
+  assert (result.steps_per_epoch, result.summary["epochs_run"]) == (38, 2)
+  assert len(result.history["val_mean_auc"]) == 2  # the last, partial epoch is evaluated
+
+  spec["training"] = dict(spec["training"], num_steps=10)
+  result = trainer.train(_fn_args(spec, train_args={"splits": ["train"], "num_steps": 45}))
+  assert (result.summary["steps"], result.summary["epochs_run"]) == (10, 1)
+
+
 # --- the worker program ---------------------------------------------------------
 
-def _worker_main(spec_path):
-  """One worker: FnArgs from artifacts as TFX's Trainer executor builds them, then
-  models.trainer.train under the TF_CONFIG of the environment."""
-  start = time.time()
-  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-  with open(spec_path) as f:
-    spec = json.load(f)
+def _fn_args(spec, train_args=None):
+  """FnArgs from artifacts at the spec's paths, as TFX's Trainer executor builds them."""
   from tfx.components.trainer import executor as trainer_executor
-  from tfx.dsl.io import fileio
   from tfx.types import artifact_utils, standard_artifacts
 
   from models import trainer
@@ -509,10 +524,25 @@ def _worker_main(spec_path):
   model_run = standard_artifacts.ModelRun()
   model_run.uri = spec["model_run"]
   custom_config = {trainer.CONFIG_KEY: spec["config"], trainer.TRAINING_KEY: spec["training"]}
-  fn_args = trainer_executor.GenericExecutor()._GetFnArgs(
+  return trainer_executor.GenericExecutor()._GetFnArgs(
       {"examples": [examples], "transform_graph": [graph]},
       {"model": [model], "model_run": [model_run]},
-      {"train_args": "{}", "eval_args": "{}", "custom_config": json.dumps(custom_config)})
+      {"train_args": json.dumps(train_args or {}), "eval_args": "{}",
+       "custom_config": json.dumps(custom_config)})
+
+
+def _worker_main(spec_path):
+  """One worker: FnArgs from artifacts as TFX's Trainer executor builds them, then
+  models.trainer.train under the TF_CONFIG of the environment."""
+  start = time.time()
+  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+  with open(spec_path) as f:
+    spec = json.load(f)
+  from tfx.dsl.io import fileio
+
+  from models import trainer
+
+  fn_args = _fn_args(spec)
 
   print(f"[worker] FnArgs ready after {time.time() - start:.0f}s", flush=True)
   while not os.path.exists(spec["ready"]):  # the parent writes the Transform output
