@@ -1,57 +1,137 @@
-"""Wall time of the local pipeline per component, read from ML Metadata.
+"""Wall time of the local pipeline per component, read from ML Metadata, and how it
+grows with rows and Beam workers.
 
     .venv/bin/python bench/pipeline_walltime.py --rows 100000
+    .venv/bin/python bench/pipeline_walltime.py --rows 100000 1000000 --workers 1 2
 
-Generates the rows, runs the whole LocalDagRunner pipeline without the cache
-in a fresh temporary directory, and prints one row per component and the total.
+For each rows x workers: generates the rows (once per size), runs the whole
+LocalDagRunner pipeline without the cache in a fresh directory, Beam on the
+DirectRunner with that many workers (pipeline.beam_options.direct: one
+in-memory worker, or that many local processes), and prints one row per
+component. With several sizes or worker counts it ends with one table side by
+side, the growth with rows (ideal: the ratio of the sizes) and the speedup of
+more workers. Each run's directory is deleted after it (a 1M-row run writes
+about 1 GB).
 """
 
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # Beam's worker processes too
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
+# Run as a script, sys.path[0] is bench/; the project's packages are one up.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+TOTAL = "pipeline total"
+
+
+def _run(config, data_dir, work, workers):
+  """One uncached run; its per-component seconds, total and Trainer throughput."""
+  from pipeline import beam_options
+  from pipeline.local_runner import run_local
+  from models.trainer import SUMMARY_FILE
+
+  root = tempfile.mkdtemp(prefix=f"run-{workers}w-", dir=work)
+  # Beam's worker processes import the project's modules (the CSV parser,
+  # preprocessing_fn) by name, as Dataflow workers do from the image.
+  os.environ["PYTHONPATH"] = os.pathsep.join(
+      [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+  start = time.time()
+  try:
+    summary = run_local(config=config, data_root=data_dir,
+                        pipeline_root=os.path.join(root, "pipeline"),
+                        serving_dir=os.path.join(root, "serving"), enable_cache=False,
+                        beam_pipeline_args=beam_options.direct(workers))
+    total = time.time() - start
+    with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
+      trained = json.load(f)
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+  seconds = dict(summary.component_seconds, **{TOTAL: total})
+  examples = trained["steps"] * trained.get("global_batch_size", trained["batch_size"])
+  return dict(seconds=seconds, rows=summary.rows, auc=summary.auc,
+              trainer=f"{trained['epochs_run']} epochs x {trained['steps'] // trained['epochs_run']}"
+                      f" steps, {examples / trained['train_seconds']:,.0f} examples/s")
+
+
+def _table(runs, sizes, workers):
+  """Seconds per component for every run, then growth with rows and speedup."""
+  keys = [(n, w) for n in sizes for w in workers if (n, w) in runs]
+  steps = list(dict.fromkeys(s for k in keys for s in runs[k]["seconds"]))
+  steps.remove(TOTAL)
+  steps.append(TOTAL)
+  header = ["step"] + [f"{n:,} rows, {w} worker{'s' * (w > 1)}" for n, w in keys]
+  ratios = []
+  if len(sizes) > 1:
+    ratios += [(f"{sizes[-1] // sizes[0]}x rows, {w}w", (sizes[-1], w), (sizes[0], w))
+               for w in workers]
+  if len(workers) > 1:
+    ratios += [(f"speedup {w}w, {n:,}", (n, workers[0]), (n, w))
+               for n in sizes for w in workers[1:]]
+  ratios = [r for r in ratios if r[1] in runs and r[2] in runs]
+  header += [name for name, _, _ in ratios]
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  for step in steps:
+    cells = [step] + [f"{runs[k]['seconds'].get(step, 0):.1f}" for k in keys]
+    for _, a, b in ratios:
+      x, y = runs[a]["seconds"].get(step), runs[b]["seconds"].get(step)
+      cells.append(f"{x / y:.2f}" if x and y and y >= 0.5 else "-")
+    lines.append("| " + " | ".join(cells) + " |")
+  lines.append("")
+  for k in keys:
+    run = runs[k]
+    lines.append(f"{k[0]:,} rows, {k[1]} worker(s): read "
+                 + ", ".join(f"{s} {n:,}" for s, n in run["rows"].items())
+                 + "; eval AUC " + ", ".join(f"{t} {a:.4f}" for t, a in run["auc"].items())
+                 + f"; Trainer {run['trainer']}")
+  return "\n".join(lines)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--rows", type=int, default=100_000)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--rows", type=int, nargs="+", default=[100_000])
+  parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                      help="DirectRunner workers (processes when more than 1)")
   parser.add_argument("--seed", type=int, default=7)
   parser.add_argument("--config", help="EasyRec config (default: the project's default)")
+  parser.add_argument("--work-dir", help="where data and runs go (default: a temporary dir)")
   args = parser.parse_args()
 
   from datagen import taobao
   from models.config import load_config
   from pipeline import configs
-  from pipeline.local_runner import run_local
 
-  work = tempfile.mkdtemp(prefix="aitm-bench-")
-  start = time.time()
-  taobao.write_csv(os.path.join(work, "data"), args.rows, args.seed)
-  generated = time.time() - start
-  start = time.time()
-  summary = run_local(config=load_config(args.config or configs.CONFIG_PATH),
-                      data_root=os.path.join(work, "data"),
-                      pipeline_root=os.path.join(work, "pipeline"),
-                      serving_dir=os.path.join(work, "serving"), enable_cache=False)
-  total = time.time() - start
-
-  print(f"\n{args.rows:,} generated rows on {os.cpu_count()} cores, "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
-  print(f"| {'step':<22} | {'seconds':>8} |")
-  print(f"|{'-' * 24}|{'-' * 10}|")
-  print(f"| {'generate data':<22} | {generated:8.1f} |")
-  for node, seconds in summary.component_seconds.items():
-    print(f"| {node:<22} | {seconds:8.1f} |")
-  print(f"| {'pipeline total':<22} | {total:8.1f} |")
-  print("\n" + summary.table())
+  config = load_config(args.config or configs.CONFIG_PATH)
+  work = tempfile.mkdtemp(prefix="aitm-bench-", dir=args.work_dir)
+  sizes, workers = sorted(set(args.rows)), sorted(set(args.workers))
+  machine = (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+             f"Python {platform.python_version()}")
+  runs = {}
+  for rows in sizes:
+    data_dir = os.path.join(work, f"data-{rows}")
+    start = time.time()
+    taobao.write_csv(data_dir, rows, args.seed)
+    print(f"\n== generated {rows:,} rows in {time.time() - start:.1f}s", flush=True)
+    for count in workers:
+      print(f"\n== {rows:,} rows, {count} Beam worker(s)", flush=True)
+      runs[(rows, count)] = _run(config, data_dir, work, count)
+      print(f"\n{machine}\n" + _table(runs, [rows], [count]), flush=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+  if len(runs) > 1:
+    print(f"\nall runs, {machine} (seconds, wall; ratios: later / earlier)\n"
+          + _table(runs, sizes, workers))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import warnings  # noqa: E402
 
 # google-cloud libraries warn about Python 3.10 on import; TFX 1.16 needs it.
 warnings.filterwarnings("ignore", category=FutureWarning)
+# ... and again in each process of a multi-process DirectRunner.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
 
 import argparse  # noqa: E402
 import re  # noqa: E402
@@ -187,14 +189,39 @@ def _beam_args(args, defaults):
   return merged
 
 
+def _vertex_training(args):
+  """--train-workers etc.: the Trainer as a Vertex AI custom job, or None."""
+  wanted = [f for f in ("train_workers", "vertex_project", "vertex_region",
+                        "train_machine_type") if getattr(args, f) is not None]
+  if not wanted:
+    return None
+  from pipeline.vertex_training import VertexTraining
+  missing = [f"--{f.replace('_', '-')}" for f in ("vertex_project", "vertex_region")
+             if getattr(args, f) is None]
+  if missing:
+    sys.exit(f"error: training on Vertex AI ({', '.join('--' + f.replace('_', '-') for f in wanted)})"
+             f" also needs {' and '.join(missing)}")
+  try:
+    return VertexTraining(project=args.vertex_project, region=args.vertex_region,
+                          image=args.image, workers=args.train_workers or 1,
+                          **({"machine_type": args.train_machine_type}
+                             if args.train_machine_type else {}))
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+
+
 def _compile_kfp(args):
   from kubeflow.runner import compile_pipeline
   config, = _load_configs([args.config])
-  path = compile_pipeline(config=config, output_file=args.output, image=args.image,
-                          pipeline_root=args.pipeline_root, data_root=args.data,
-                          serving_dir=args.serving_dir, model_name=args.model_name,
-                          train_steps=args.train_steps,
-                          beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS))
+  try:
+    path = compile_pipeline(config=config, output_file=args.output, image=args.image,
+                            pipeline_root=args.pipeline_root, data_root=args.data,
+                            serving_dir=args.serving_dir, model_name=args.model_name,
+                            train_steps=args.train_steps,
+                            beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS),
+                            vertex_training=_vertex_training(args))
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
         "parameters data_root, train_args, push_destination)")
 
@@ -361,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "runtime parameter (default: the config's budget, early stopping)")
   kfp.add_argument("--config", default=configs.CONFIG_PATH, help="EasyRec config")
   kfp.add_argument("--model-name", default=configs.MODEL_NAME)
+  kfp.add_argument("--train-workers", type=int, help="run the Trainer as a Vertex AI custom "
+                   "job on this many workers (the chief included; the config must set "
+                   "train_distribute: MultiWorkerMirroredStrategy when more than 1)")
+  kfp.add_argument("--vertex-project", help="Google Cloud project of the training job")
+  kfp.add_argument("--vertex-region", help="its region, e.g. us-central1")
+  kfp.add_argument("--train-machine-type", help="each worker's machine (default n1-standard-8)")
   _beam_arguments(kfp, "in-process DirectRunner in each component's pod")
   kfp.set_defaults(func=_compile_kfp)
 

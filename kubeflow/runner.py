@@ -29,6 +29,7 @@ from models.config import PipelineConfig
 from pipeline import beam_options, configs
 from pipeline.pipeline import create_pipeline
 from pipeline.schema_check import check_schema
+from pipeline.vertex_training import VertexTraining
 
 # Where the Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/aitm"
@@ -42,13 +43,17 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      model_name: str = configs.MODEL_NAME,
                      schema_path: str = IMAGE_SCHEMA_PATH, training=None,
                      train_steps: Optional[int] = None,
-                     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS) -> str:
+                     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
+                     vertex_training: Optional[VertexTraining] = None) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
   the config decides) and `serving_dir` (default `<pipeline_root>/serving`) are
   the runtime parameters' defaults. `beam_pipeline_args` are checked with Beam
-  (pipeline.beam_options.parse) before anything is written.
+  (pipeline.beam_options.parse) before anything is written. `vertex_training`:
+  the Trainer runs as a Vertex AI custom job on several workers
+  (pipeline.vertex_training); its outputs go under `pipeline_root`, which
+  every worker must reach.
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
@@ -73,7 +78,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       config=config, pipeline_root=pipeline_root, data_root=parameters["data_root"],
       serving_dir=serving_dir, model_name=model_name, schema_path=schema_path,
       training=training, train_args=parameters["train_args"],
-      push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args)
+      push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
+      vertex_training=vertex_training)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

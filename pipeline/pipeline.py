@@ -1,7 +1,7 @@
 """The AITM component graph, built from plain arguments (one factory, any runner)."""
 
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
 
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
@@ -21,7 +21,11 @@ from models import preprocessing
 from models import trainer as trainer_module
 from models.config import PipelineConfig
 from models.eval_config import make_eval_config
+from models.training import TrainingConfig
 from pipeline import configs
+
+if TYPE_CHECKING:
+  from pipeline.vertex_training import VertexTraining
 
 RESOLVER_ID = "latest_blessed_model_resolver"
 DATA_FORMATS = ("csv", "aliccp")
@@ -85,6 +89,7 @@ def create_pipeline(
     data_format: str = "csv",
     train_args: Union[None, tfx.proto.TrainArgs, RuntimeParameter] = None,
     push_destination: Union[None, tfx.proto.PushDestination, RuntimeParameter] = None,
+    vertex_training: Optional["VertexTraining"] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher (to `<serving_dir>/<model_name>/<version>`).
@@ -114,6 +119,10 @@ def create_pipeline(
   (Kubeflow: set when a run is submitted; the last two as JSON of their
   protos). By default the Trainer gets the train split, the step budget of the
   config, and the Pusher `<serving_dir>/<model_name>`.
+
+  `vertex_training` (pipeline.vertex_training): the Trainer runs as a Vertex AI
+  custom job on that many workers (TFX's Vertex AI Trainer) instead of in its
+  own pod.
   """
   if data_format == "aliccp":
     check_aliccp_config(config)
@@ -141,15 +150,23 @@ def create_pipeline(
       custom_config={preprocessing.CONFIG_KEY: config.data_text()})
   transform.add_upstream_node(gate)
 
-  trainer = tfx.components.Trainer(
+  trainer_class = tfx.components.Trainer
+  trainer_config = {trainer_module.CONFIG_KEY: config.text,
+                    trainer_module.TRAINING_KEY: dict(training or {})}
+  if vertex_training is not None:
+    vertex_training.check_strategy(
+        TrainingConfig.from_config(config.proto, training).distribute)
+    # Imported here: only a compile for Vertex AI needs Google Cloud's client.
+    from tfx.v1.extensions.google_cloud_ai_platform import Trainer as trainer_class
+    trainer_config.update(vertex_training.custom_config())
+  trainer = trainer_class(
       run_fn="models.trainer.run_fn",
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
       train_args=train_args or tfx.proto.TrainArgs(splits=["train"]),
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-      custom_config={trainer_module.CONFIG_KEY: config.text,
-                     trainer_module.TRAINING_KEY: dict(training or {})})
+      custom_config=trainer_config)
 
   components = [example_gen, statistics_gen, schema_gen, example_validator, gate,
                 transform, trainer]

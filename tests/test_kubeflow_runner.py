@@ -150,3 +150,68 @@ def test_the_image_recipe_pins_the_stack_the_spec_refers_to():
   with open(os.path.join(root, ".dockerignore")) as f:
     ignored = set(f.read().split())
   assert {".venv", "runs"} <= ignored   # generated output never goes into the image
+
+
+def _multi_worker_config():
+  from models.config import parse_config
+  with open(configs.CONFIG_PATH) as f:
+    text = f.read().replace("train_config {",
+                            "train_config {\n  train_distribute: MultiWorkerMirroredStrategy", 1)
+  return parse_config(text)
+
+
+def test_trainer_as_a_vertex_ai_job_on_several_workers(tmp_path):
+  """--train-workers 4: TFX's Vertex AI Trainer, whose custom job runs the stock
+  Trainer executor (our run_fn) on a chief and 3 workers, all in the image."""
+  from unittest import mock
+
+  from tfx.extensions.google_cloud_ai_platform import training_clients
+  from tfx.v1.extensions import google_cloud_ai_platform as vertex
+
+  from pipeline.vertex_training import VertexTraining
+  path = compile_pipeline(
+      config=_multi_worker_config(), output_file=str(tmp_path / "spec.json"),
+      pipeline_root="gs://b/root", image=IMAGE,
+      vertex_training=VertexTraining(project="p", region="europe-west4", image=IMAGE,
+                                     workers=4, machine_type="n1-highmem-8"))
+  spec = json.loads(open(path).read())["pipelineSpec"]
+  tasks, components = spec["root"]["dag"]["tasks"], spec["components"]
+  executor = spec["deploymentSpec"]["executors"][
+      components[tasks["Trainer"]["componentRef"]["name"]]["executorLabel"]]
+  assert ("tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+          in json.dumps(executor))
+  parameters = tasks["Trainer"]["inputs"]["parameters"]
+  custom_config = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
+  assert custom_config[vertex.ENABLE_VERTEX_KEY] is True
+  assert custom_config[vertex.VERTEX_REGION_KEY] == "europe-west4"
+  job_args = custom_config[vertex.TRAINING_ARGS_KEY]
+  assert job_args["project"] == "p"
+  pools = job_args["job_spec"]["worker_pool_specs"]
+  assert [p["replica_count"] for p in pools] == [1, 3]
+  assert {p["container_spec"]["image_uri"] for p in pools} == {IMAGE}
+  assert {p["machine_spec"]["machine_type"] for p in pools} == {"n1-highmem-8"}
+  assert "MultiWorkerMirroredStrategy" in custom_config["config"]
+
+  # The CustomJob TFX submits from these arguments: every replica runs TFX's
+  # stock Trainer executor with our run_fn, in the image.
+  with mock.patch.object(training_clients.VertexJobClient, "create_client"):
+    client = training_clients.VertexJobClient("europe-west4")
+  job = client.create_training_job(
+      {}, {}, {"run_fn": "models.trainer.run_fn", "custom_config": json.dumps(custom_config)},
+      "tfx.components.trainer.executor.GenericExecutor",
+      {k: v for k, v in job_args.items() if k != "project"}, None, {})
+  for pool in job["job_spec"]["worker_pool_specs"]:
+    command = pool["container_spec"]["command"]
+    assert pool["container_spec"]["image_uri"] == IMAGE
+    assert command[command.index("--executor_class_path") + 1] == (
+        "tfx.components.trainer.executor.GenericExecutor")
+    assert "models.trainer.run_fn" in command[command.index("--exec-properties") + 1]
+
+
+def test_several_vertex_workers_need_the_multi_worker_strategy(tmp_path):
+  base = ["compile-kfp", "--output", str(tmp_path / "spec.json"), "--pipeline-root", "gs://b/r"]
+  with pytest.raises(SystemExit, match="train_distribute: MultiWorkerMirroredStrategy"):
+    aitm(base + ["--train-workers", "2", "--vertex-project", "p", "--vertex-region", "r"])
+  with pytest.raises(SystemExit, match="also needs --vertex-project and --vertex-region"):
+    aitm(base + ["--train-workers", "2"])
+  assert not (tmp_path / "spec.json").exists()
