@@ -115,7 +115,8 @@ def _run(args):
                         serving_dir=args.serving_dir, model_name=args.model_name,
                         schema_path=args.schema, training=training, min_auc=min_auc,
                         max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
-                        beam_pipeline_args=beam_args, data_format=args.data_format)
+                        beam_pipeline_args=beam_args, data_format=args.data_format,
+                        keep_versions=args.keep_versions)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
@@ -210,6 +211,37 @@ def _vertex_training(args):
     sys.exit(f"error: {e}")
 
 
+def _keep_versions_argument(parser):
+  parser.add_argument("--keep-versions", type=_positive_int, default=configs.KEEP_VERSIONS,
+                      help="complete model versions the Pusher keeps in the serving dir; "
+                      f"older ones are deleted after a push (default {configs.KEEP_VERSIONS})")
+
+
+def _positive_int(text):
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
+
+
+def _rollback(args):
+  from serving import version_store
+  base = os.path.join(args.serving_dir, args.model_name)
+  try:
+    if args.restore is not None:
+      path = version_store.restore(base, args.restore)
+      print(f"restored version {args.restore} to {path}; it is served again if it is the "
+            "newest version")
+      return
+    done = version_store.rollback(base, args.to)
+  except version_store.VersionStoreError as e:
+    sys.exit(f"error: {e}")
+  print(f"{base}: version {done.served_now} is now the newest, served by TF Serving's latest "
+        f"policy (was {done.served_before}); moved {', '.join(map(str, done.moved))} to "
+        f"{done.rolled_back_dir} (undo: aitm rollback --serving-dir {args.serving_dir} "
+        f"--model-name {args.model_name} --restore VERSION)")
+
+
 def _compile_kfp(args):
   from kubeflow.runner import compile_pipeline
   config, = _load_configs([args.config])
@@ -219,7 +251,8 @@ def _compile_kfp(args):
                             serving_dir=args.serving_dir, model_name=args.model_name,
                             train_steps=args.train_steps,
                             beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS),
-                            vertex_training=_vertex_training(args))
+                            vertex_training=_vertex_training(args),
+                            keep_versions=args.keep_versions)
   except ValueError as e:
     sys.exit(f"error: {e}")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
@@ -351,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how far the eval AUC may fall below the latest blessed model's, "
                    "for every task or one (repeat the flag; default 0.01)")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  _keep_versions_argument(run)
   _beam_arguments(run, "in-process DirectRunner, one worker")
   run.set_defaults(func=_run)
 
@@ -388,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "runtime parameter (default: the config's budget, early stopping)")
   kfp.add_argument("--config", default=configs.CONFIG_PATH, help="EasyRec config")
   kfp.add_argument("--model-name", default=configs.MODEL_NAME)
+  _keep_versions_argument(kfp)
   kfp.add_argument("--train-workers", type=int, help="run the Trainer as a Vertex AI custom "
                    "job on this many workers (the chief included; the config must set "
                    "train_distribute: MultiWorkerMirroredStrategy when more than 1)")
@@ -396,6 +431,17 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument("--train-machine-type", help="each worker's machine (default n1-standard-8)")
   _beam_arguments(kfp, "in-process DirectRunner in each component's pod")
   kfp.set_defaults(func=_compile_kfp)
+
+  rb = sub.add_parser("rollback", help="serve an earlier pushed version: the newer ones move "
+                      "to <serving-dir>/<model-name>/rolled_back/")
+  rb.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR)
+  rb.add_argument("--model-name", default=configs.MODEL_NAME)
+  which = rb.add_mutually_exclusive_group()
+  which.add_argument("--to", type=int, metavar="VERSION",
+                     help="the version to serve (default: the one before the newest)")
+  which.add_argument("--restore", type=int, metavar="VERSION",
+                     help="move a rolled-back version back into place")
+  rb.set_defaults(func=_rollback)
 
   srv = sub.add_parser("serve", help="serve pushed SavedModels over TF Serving's gRPC API "
                        "(a local stand-in for tensorflow/serving)")

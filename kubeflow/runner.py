@@ -44,7 +44,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      schema_path: str = IMAGE_SCHEMA_PATH, training=None,
                      train_steps: Optional[int] = None,
                      beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
-                     vertex_training: Optional[VertexTraining] = None) -> str:
+                     vertex_training: Optional[VertexTraining] = None,
+                     keep_versions: Optional[int] = configs.KEEP_VERSIONS) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
@@ -79,7 +80,7 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       serving_dir=serving_dir, model_name=model_name, schema_path=schema_path,
       training=training, train_args=parameters["train_args"],
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
-      vertex_training=vertex_training)
+      vertex_training=vertex_training, keep_versions=keep_versions)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

@@ -4,6 +4,9 @@ import os
 
 PIPELINE_NAME = "aitm"
 MODEL_NAME = "aitm"
+# Complete versions the Pusher keeps in <serving_dir>/<model_name> (older ones are
+# deleted after a newer one is published): room for `aitm rollback`.
+KEEP_VERSIONS = 5
 RUNS_DIR = "runs"
 DEFAULT_DATA_DIR = os.path.join(RUNS_DIR, "data")
 DEFAULT_PIPELINE_ROOT = os.path.join(RUNS_DIR, "pipeline")

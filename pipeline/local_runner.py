@@ -100,6 +100,7 @@ def run_local(
     enable_cache: bool = True,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     data_format: str = "csv",
+    keep_versions: Optional[int] = configs.KEEP_VERSIONS,
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then).
 
@@ -130,6 +131,7 @@ def run_local(
       enable_cache=enable_cache,
       beam_pipeline_args=beam_pipeline_args,
       data_format=data_format,
+      keep_versions=keep_versions,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   with component_progress(), _own_argv_only():

@@ -16,6 +16,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 from components.aliccp_example_gen import aliccp_example_gen
 from components.aliccp_example_gen import check_config as check_aliccp_config
 from components.anomalies_gate import AnomaliesGate
+from components import serving_pusher
 from components.csv_example_gen import executor as csv_executor
 from models import preprocessing
 from models import trainer as trainer_module
@@ -90,6 +91,7 @@ def create_pipeline(
     train_args: Union[None, tfx.proto.TrainArgs, RuntimeParameter] = None,
     push_destination: Union[None, tfx.proto.PushDestination, RuntimeParameter] = None,
     vertex_training: Optional["VertexTraining"] = None,
+    keep_versions: Optional[int] = configs.KEEP_VERSIONS,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher (to `<serving_dir>/<model_name>/<version>`).
@@ -103,7 +105,9 @@ def create_pipeline(
   (`min_auc`) and at most `max_auc_drop` below the baseline, the latest blessed
   model of this pipeline (resolved from ML Metadata by `RESOLVER_ID`; none on
   the first run, when the floors alone decide), and Pusher pushes only a
-  blessed model. `baseline_excludes_candidate` resolves the baseline with
+  blessed model, whole (components.serving_pusher), then deletes the versions
+  beyond the newest `keep_versions` (None: keeps all).
+  `baseline_excludes_candidate` resolves the baseline with
   LatestBlessedOtherModelStrategy (what LocalDagRunner runs use, so a rerun is
   served from the cache); KubeflowV2DagRunner compiles only the stock
   LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
@@ -183,11 +187,12 @@ def create_pipeline(
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"], eval_config=eval_config)
-    pusher = tfx.components.Pusher(
+    pusher = serving_pusher.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=push_destination or tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.join(serving_dir, model_name))))
+                base_directory=os.path.join(serving_dir, model_name))),
+        custom_config={serving_pusher.KEEP_VERSIONS_KEY: keep_versions})
     components += [resolver, evaluator, pusher]
 
   return tfx.dsl.Pipeline(

@@ -355,6 +355,33 @@ def test_hot_reload_serves_a_new_push_and_never_a_half_copied_one(pushed, rows, 
     server.stop()
 
 
+@pytest.mark.parametrize("kind", SERVERS)
+def test_rollback_is_picked_up_and_a_later_push_serves_again(kind, pushed, rows, tmp_path,
+                                                             capsys):
+  """`aitm rollback` under the latest policy: the server unloads the rolled-back
+  version and serves the one before; the next push (numbered above both) is served."""
+  from serving import version_store
+  base = tmp_path / MODEL
+  for version in (1, 2):
+    version_store.publish(pushed, str(base), version=version)
+  server, client = _start(kind, str(base))
+  try:
+    assert _wait_for(lambda: client.metadata()[0] == 2)
+    aitm(["rollback", "--serving-dir", str(tmp_path), "--model-name", MODEL])
+    assert "version 1 is now the newest" in capsys.readouterr().out
+    assert _wait_for(lambda: client.metadata()[0] == 1)
+    assert _wait_for(lambda: [s.version for s in client.status()
+                              if s.state == "AVAILABLE"] == [1])
+    assert client.predict(rows[:3])["ctr"].shape == (3,)
+
+    pushed_again = version_store.publish(pushed, str(base), keep=2)
+    assert int(os.path.basename(pushed_again)) > 2   # above the rolled-back version
+    assert _wait_for(lambda: client.metadata()[0] == int(os.path.basename(pushed_again)))
+  finally:
+    client.close()
+    server.stop()
+
+
 def test_two_versions_and_labels_from_a_model_config_file(pushed, rows, tmp_path):
   base = tmp_path / MODEL
   for version in (1, 2):

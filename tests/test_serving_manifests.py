@@ -335,3 +335,27 @@ def test_kustomize_build_mounts_the_generated_config_map():
   names = [v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]
            if "configMap" in v]
   assert names == [generator["name"]]
+
+
+def test_rollback_job_runs_aitm_rollback_on_the_models_claim():
+  from cli.main import build_parser
+  from pipeline import configs
+  job = _one("rollback-job.yaml", "Job")
+  pod = job["spec"]["template"]["spec"]
+  container, = pod["containers"]
+  assert container["image"] == configs.KUBEFLOW_IMAGE   # the project image, as compiled
+  assert container["command"] == ["aitm"]
+  args = build_parser().parse_args(container["args"])   # the CLI accepts them as written
+  assert args.func.__name__ == "_rollback"
+  # It acts on the directory TF Serving reads: <serving_dir>/<model_name> == base_path.
+  mount, = container["volumeMounts"]
+  assert mount["mountPath"] == args.serving_dir and not mount.get("readOnly")
+  volume, = pod["volumes"]
+  assert volume["name"] == mount["name"]
+  claim = _one("pvc.yaml", "PersistentVolumeClaim")
+  assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+  assert _volume("models")["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+  base_path = f"{args.serving_dir}/{args.model_name}"
+  with open(os.path.join(SERVING_DIR, "models.config")) as f:
+    assert f'base_path: "{base_path}"' in f.read()
+  assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0

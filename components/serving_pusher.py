@@ -1,0 +1,73 @@
+"""The Pusher, publishing each blessed model whole and keeping the newest few versions.
+
+TFX's Pusher copies into `<base_directory>/<version>` file by file, so a push
+killed half-way leaves a version directory TF Serving would try to load, and
+it never deletes old versions. This one (same inputs, outputs and
+PushDestination, so the Kubeflow `push_destination` runtime parameter works
+as before) publishes through serving.version_store: staged and renamed into
+place, numbered above every existing version, and then the complete versions
+beyond the newest `keep_versions` are deleted. The artifact records the
+version and destination as TFX's does.
+"""
+
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.components.pusher import component as pusher_component
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, json_utils, proto_utils
+
+from serving import version_store
+
+# Pusher(custom_config={KEEP_VERSIONS_KEY: n}); left out: every version is kept.
+KEEP_VERSIONS_KEY = "keep_versions"
+
+
+class Executor(pusher_executor.Executor):
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    model_push = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+    if not self.CheckBlessing(input_dict):
+      self._MarkNotPushed(model_push)
+      return
+    destination = pusher_pb2.PushDestination()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+                              destination)
+    if destination.WhichOneof("destination") != "filesystem":
+      raise ValueError("the serving Pusher pushes to a filesystem destination only, got "
+                       f"{destination.WhichOneof('destination')!r}")
+    if destination.filesystem.versioning not in (
+        pusher_pb2.Versioning.AUTO,
+        pusher_pb2.Versioning.UNIX_TIMESTAMP):
+      raise ValueError("the serving Pusher numbers versions by UNIX timestamp (versioning "
+                       "AUTO or UNIX_TIMESTAMP)")
+    custom_config = json_utils.loads(
+        exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
+    keep = custom_config.get(KEEP_VERSIONS_KEY)
+    base = destination.filesystem.base_directory
+    model_path = self.GetModelPath(input_dict)
+    before = set(version_store.complete_versions(base))
+    serving_path = version_store.publish(model_path, base, keep=keep)
+    deleted = sorted(before - set(version_store.complete_versions(base)))
+    version = serving_path.rstrip("/").rsplit("/", 1)[-1]
+    print(f"  [Pusher] published version {version} to {base}"
+          + (f"; deleted {', '.join(map(str, deleted))} (keeping the newest {keep})"
+             if deleted else ""), flush=True)
+    # An archive copy in the artifact, as TFX's Pusher keeps.
+    io_utils.copy_dir(model_path, model_push.uri)
+    self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+    logging.info("Model pushed to %s.", serving_path)
+
+
+class Pusher(pusher_component.Pusher):
+  """tfx.components.Pusher with the executor above (node id `Pusher`, as before)."""
+
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
