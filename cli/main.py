@@ -242,6 +242,27 @@ def _rollback(args):
         f"--model-name {args.model_name} --restore VERSION)")
 
 
+def _schedule_kfp(args):
+  from kubeflow.schedule import schedule
+  params = {}
+  for item in args.param or []:
+    key, sep, value = item.partition("=")
+    if not sep:
+      sys.exit(f"error: --param {item!r}: write NAME=VALUE")
+    params[key] = value
+  if not os.path.exists(args.package):
+    sys.exit(f"error: --package {args.package} does not exist (write it with aitm compile-kfp)")
+  import kfp
+  try:
+    run = schedule(kfp.Client(host=args.host, namespace=args.namespace), args.package,
+                   cron=args.cron, experiment=args.experiment, name=args.name, params=params,
+                   namespace=args.namespace)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  print(f"recurring run {args.name!r} ({getattr(run, 'recurring_run_id', '?')}): "
+        f"{args.package} at cron {args.cron!r}, one run at a time, no catch-up")
+
+
 def _compile_kfp(args):
   from kubeflow.runner import compile_pipeline
   config, = _load_configs([args.config])
@@ -431,6 +452,20 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument("--train-machine-type", help="each worker's machine (default n1-standard-8)")
   _beam_arguments(kfp, "in-process DirectRunner in each component's pod")
   kfp.set_defaults(func=_compile_kfp)
+
+  sch = sub.add_parser("schedule-kfp", help="run the compiled spec every day on Kubeflow "
+                       "Pipelines (a recurring run)")
+  sch.add_argument("--host", required=True, help="the KFP API, e.g. https://kfp.example.com")
+  sch.add_argument("--package", default="aitm_pipeline.yaml", help="aitm compile-kfp's output")
+  sch.add_argument("--cron", default="0 0 3 * * *",
+                   help="6 fields, seconds first (KFP's cron); default daily at 03:00")
+  sch.add_argument("--experiment", default="aitm")
+  sch.add_argument("--name", default="aitm-daily")
+  sch.add_argument("--namespace", help="the Kubeflow profile's namespace (multi-user KFP)")
+  sch.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a runtime parameter for every run (data_root, train_args, "
+                   "push_destination)")
+  sch.set_defaults(func=_schedule_kfp)
 
   rb = sub.add_parser("rollback", help="serve an earlier pushed version: the newer ones move "
                       "to <serving-dir>/<model-name>/rolled_back/")

@@ -215,3 +215,49 @@ def test_several_vertex_workers_need_the_multi_worker_strategy(tmp_path):
   with pytest.raises(SystemExit, match="also needs --vertex-project and --vertex-region"):
     aitm(base + ["--train-workers", "2"])
   assert not (tmp_path / "spec.json").exists()
+
+
+class _FakeKfpClient:
+  """Records what kubeflow.schedule asks of kfp.Client."""
+
+  def __init__(self):
+    self.calls = []
+
+  def create_experiment(self, name, namespace=None):
+    self.calls.append(("create_experiment", name, namespace))
+    return type("Experiment", (), {"experiment_id": "exp-1"})()
+
+  def create_recurring_run(self, **kwargs):
+    self.calls.append(("create_recurring_run", kwargs))
+    return type("RecurringRun", (), {"recurring_run_id": "rr-1"})()
+
+
+def test_schedule_creates_one_recurring_run_of_the_compiled_package(tmp_path):
+  from kubeflow.schedule import schedule
+  package = compile_pipeline(config=load_config(configs.CONFIG_PATH),
+                             output_file=str(tmp_path / "aitm_pipeline.yaml"),
+                             pipeline_root="gs://b/root", image=IMAGE)
+  client = _FakeKfpClient()
+  run = schedule(client, package, cron="0 30 2 * * *", params={"data_root": "gs://b/spans"},
+                 namespace="team")
+  assert run.recurring_run_id == "rr-1"
+  assert client.calls[0] == ("create_experiment", "aitm", "team")
+  kwargs = client.calls[1][1]
+  assert kwargs == dict(experiment_id="exp-1", job_name="aitm-daily",
+                        cron_expression="0 30 2 * * *", max_concurrency=1, no_catchup=True,
+                        params={"data_root": "gs://b/spans"}, pipeline_package_path=package,
+                        enable_caching=True)
+
+  with pytest.raises(ValueError, match="use '0 30 2 \\* \\* \\*'"):
+    schedule(client, package, cron="30 2 * * *")   # a crontab line: KFP wants seconds too
+  with pytest.raises(ValueError, match="no runtime parameter data_dir"):
+    schedule(client, package, params={"data_dir": "x"})
+  assert len(client.calls) == 2   # refused before anything was created
+
+
+def test_cli_schedule_refuses_before_contacting_kfp(tmp_path):
+  base = ["schedule-kfp", "--host", "http://127.0.0.1:9"]
+  with pytest.raises(SystemExit, match="does not exist"):
+    aitm(base + ["--package", str(tmp_path / "missing.yaml")])
+  with pytest.raises(SystemExit, match="write NAME=VALUE"):
+    aitm(base + ["--package", str(tmp_path / "missing.yaml"), "--param", "data_root"])
