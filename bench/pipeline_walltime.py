@@ -5,7 +5,8 @@ grows with rows and Beam workers.
     .venv/bin/python bench/pipeline_walltime.py --rows 100000 1000000 --workers 1 2
 
 For each rows x workers: generates the rows (once per size), runs the whole
-LocalDagRunner pipeline without the cache in a fresh directory, Beam on the
+LocalDagRunner pipeline (or, with `--until transform`, ExampleGen .. Transform)
+without the cache in a fresh directory, Beam on the
 DirectRunner with that many workers (pipeline.beam_options.direct: one
 in-memory worker, or that many local processes), and prints one row per
 component. With several sizes or worker counts it ends with one table side by
@@ -36,7 +37,27 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 TOTAL = "pipeline total"
 
 
-def _run(config, data_dir, work, workers):
+def _until_transform(config, data_dir, root, beam_args):
+  """ExampleGen .. Transform only: the Beam-powered stages before training."""
+  from tfx import v1 as tfx
+
+  from pipeline.local_runner import _own_argv_only, component_progress, metadata_path
+  from pipeline.pipeline import create_pipeline
+  from pipeline.run_summary import summarize
+
+  pipeline_root = os.path.join(root, "pipeline")
+  pipeline = create_pipeline(
+      config=config, data_root=data_dir, pipeline_root=pipeline_root,
+      serving_dir=os.path.join(root, "serving"), push=False, evaluate=False, train=False,
+      enable_cache=False, beam_pipeline_args=beam_args,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          metadata_path(pipeline_root)))
+  with component_progress(), _own_argv_only():
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  return summarize(metadata_path(pipeline_root))
+
+
+def _run(config, data_dir, work, workers, until):
   """One uncached run; its per-component seconds, total and Trainer throughput."""
   from pipeline import beam_options
   from pipeline.local_runner import run_local
@@ -48,21 +69,27 @@ def _run(config, data_dir, work, workers):
   os.environ["PYTHONPATH"] = os.pathsep.join(
       [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
   start = time.time()
+  trained = None
   try:
-    summary = run_local(config=config, data_root=data_dir,
-                        pipeline_root=os.path.join(root, "pipeline"),
-                        serving_dir=os.path.join(root, "serving"), enable_cache=False,
-                        beam_pipeline_args=beam_options.direct(workers))
+    if until == "transform":
+      summary = _until_transform(config, data_dir, root, beam_options.direct(workers))
+    else:
+      summary = run_local(config=config, data_root=data_dir,
+                          pipeline_root=os.path.join(root, "pipeline"),
+                          serving_dir=os.path.join(root, "serving"), enable_cache=False,
+                          beam_pipeline_args=beam_options.direct(workers))
+      with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
+        trained = json.load(f)
     total = time.time() - start
-    with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
-      trained = json.load(f)
   finally:
     shutil.rmtree(root, ignore_errors=True)
   seconds = dict(summary.component_seconds, **{TOTAL: total})
-  examples = trained["steps"] * trained.get("global_batch_size", trained["batch_size"])
-  return dict(seconds=seconds, rows=summary.rows, auc=summary.auc,
-              trainer=f"{trained['epochs_run']} epochs x {trained['steps'] // trained['epochs_run']}"
-                      f" steps, {examples / trained['train_seconds']:,.0f} examples/s")
+  trainer = "not run"
+  if trained:
+    examples = trained["steps"] * trained.get("global_batch_size", trained["batch_size"])
+    trainer = (f"{trained['epochs_run']} epochs x {trained['steps'] // trained['epochs_run']}"
+               f" steps, {examples / trained['train_seconds']:,.0f} examples/s")
+  return dict(seconds=seconds, rows=summary.rows, auc=summary.auc, trainer=trainer)
 
 
 def _table(runs, sizes, workers):
@@ -93,7 +120,8 @@ def _table(runs, sizes, workers):
     run = runs[k]
     lines.append(f"{k[0]:,} rows, {k[1]} worker(s): read "
                  + ", ".join(f"{s} {n:,}" for s, n in run["rows"].items())
-                 + "; eval AUC " + ", ".join(f"{t} {a:.4f}" for t, a in run["auc"].items())
+                 + ("; eval AUC " + ", ".join(f"{t} {a:.4f}" for t, a in run["auc"].items())
+                    if run["auc"] else "")
                  + f"; Trainer {run['trainer']}")
   return "\n".join(lines)
 
@@ -107,6 +135,8 @@ def main():
   parser.add_argument("--seed", type=int, default=7)
   parser.add_argument("--config", help="EasyRec config (default: the project's default)")
   parser.add_argument("--work-dir", help="where data and runs go (default: a temporary dir)")
+  parser.add_argument("--until", choices=("push", "transform"), default="push",
+                      help="transform: run ExampleGen .. Transform only (the Beam stages)")
   args = parser.parse_args()
 
   from datagen import taobao
@@ -126,7 +156,7 @@ def main():
     print(f"\n== generated {rows:,} rows in {time.time() - start:.1f}s", flush=True)
     for count in workers:
       print(f"\n== {rows:,} rows, {count} Beam worker(s)", flush=True)
-      runs[(rows, count)] = _run(config, data_dir, work, count)
+      runs[(rows, count)] = _run(config, data_dir, work, count, args.until)
       print(f"\n{machine}\n" + _table(runs, [rows], [count]), flush=True)
     shutil.rmtree(data_dir, ignore_errors=True)
   if len(runs) > 1:

@@ -23,12 +23,35 @@ from pipeline import configs  # noqa: E402
 
 # The first line of a failure that names the bad input, however deep Beam or
 # TFX wrapped it.
-_DATA_ERROR = re.compile(r"(Bad input[^\n]*|ExampleValidator found anomalies[^\n]*"
-                         r"(?:\n  [^\n]+)*)")
+_DATA_ERROR = re.compile(r"(Bad input[^\n]*|(?:ExampleValidator found anomalies|"
+                         r"DistributionValidator found drift)[^\n]*(?:\n  [^\n]+)*)")
 
 
 def _generate_data(args):
   from datagen import taobao
+  if args.spans:
+    if args.truth:
+      sys.exit("error: --truth is written for a single file, not with --spans")
+    shift = None
+    if args.shift:
+      column, sep, factor = args.shift.partition("=")
+      try:
+        shift = (column, float(factor))
+      except ValueError:
+        sep = ""
+      if not sep:
+        sys.exit(f"error: --shift {args.shift!r}: write FEATURE=FACTOR, e.g. price=3")
+    try:
+      paths = taobao.write_spans(args.out, args.rows, args.spans, args.seed, shift=shift,
+                                 shift_from=args.shift_from_span, with_cart=args.with_cart)
+    except ValueError as e:
+      sys.exit(f"error: {e}")
+    print(f"wrote {args.spans} spans of {args.rows:,} rows to {args.out}/span-1 .. "
+          f"span-{args.spans}" + (f"; {shift[0]} x {shift[1]:g} from span "
+                                  f"{args.shift_from_span} on" if shift else ""))
+    return
+  if args.shift:
+    sys.exit("error: --shift needs --spans")
   path = taobao.write_csv(args.out, args.rows, args.seed, truth_path=args.truth,
                           with_cart=args.with_cart)
   print(f"wrote {args.rows:,} rows to {path}")
@@ -75,6 +98,25 @@ def _explain_failure(e: Exception):
   sys.exit(f"error: {match.group(1)}\nthe run failed; nothing was pushed")
 
 
+def _span_settings(args, data):
+  """create_pipeline's span arguments for --data (span-N/ directories or plain CSVs)."""
+  from pipeline.spans import spans_in
+  found = spans_in(data) if args.data_format == "csv" else []
+  if not found:
+    if args.span is not None or args.train_spans > 1:
+      sys.exit(f"error: --span and --train-spans need --data with span-N/ directories; "
+               f"{data} has none")
+    return {}
+  if args.span is not None and args.span not in found:
+    sys.exit(f"error: --span {args.span}: {data} has spans {', '.join(map(str, found))}")
+  span = args.span if args.span is not None else found[-1]
+  print(f"{data}: spans {', '.join(map(str, found))}; reading span {span}"
+        + (f", training on the last {args.train_spans} ingested spans up to it"
+           if args.train_spans > 1 else ""))
+  return dict(spans=True, span=args.span, train_spans=args.train_spans,
+              drift_check=not args.no_drift_check)
+
+
 def _run(args):
   config, = _load_configs([args.config])  # before TensorFlow is imported: fails fast
   _check_schema(config, args.schema)
@@ -108,6 +150,7 @@ def _run(args):
       taobao.write_csv(data, args.rows, configs.DEFAULT_SEED)
   elif not os.path.isdir(data):
     sys.exit(f"error: --data {data} is not a directory of CSV files")
+  span_args = _span_settings(args, data)
 
   start = time.time()
   try:
@@ -116,7 +159,7 @@ def _run(args):
                         schema_path=args.schema, training=training, min_auc=min_auc,
                         max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
                         beam_pipeline_args=beam_args, data_format=args.data_format,
-                        keep_versions=args.keep_versions)
+                        keep_versions=args.keep_versions, **span_args)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
@@ -273,7 +316,7 @@ def _compile_kfp(args):
                             train_steps=args.train_steps,
                             beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS),
                             vertex_training=_vertex_training(args),
-                            keep_versions=args.keep_versions)
+                            keep_versions=args.keep_versions, spans=args.spans)
   except ValueError as e:
     sys.exit(f"error: {e}")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
@@ -379,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
   gen.add_argument("--truth", help="also write the true p_click,p_buy per row to this file")
   gen.add_argument("--with-cart", action="store_true",
                    help="add the funnel step `cart` between click and purchase")
+  gen.add_argument("--spans", type=_positive_int,
+                   help="write OUT/span-1 .. span-K (--rows each), one world's consecutive days")
+  gen.add_argument("--shift", metavar="FEATURE=FACTOR",
+                   help="with --spans: multiply a numeric feature (price) from "
+                   "--shift-from-span on, clipped to its range")
+  gen.add_argument("--shift-from-span", type=_positive_int, default=2)
   gen.set_defaults(func=_generate_data)
 
   run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
@@ -405,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how far the eval AUC may fall below the latest blessed model's, "
                    "for every task or one (repeat the flag; default 0.01)")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  run.add_argument("--span", type=int, help="with --data holding span-N/ directories: the "
+                   "span to read (default: the newest)")
+  run.add_argument("--train-spans", type=_positive_int, default=1,
+                   help="train on the last K spans ingested up to this one (default 1)")
+  run.add_argument("--no-drift-check", action="store_true",
+                   help="accept a span whose distribution moved from the previous span's")
   _keep_versions_argument(run)
   _beam_arguments(run, "in-process DirectRunner, one worker")
   run.set_defaults(func=_run)
@@ -444,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument("--config", default=configs.CONFIG_PATH, help="EasyRec config")
   kfp.add_argument("--model-name", default=configs.MODEL_NAME)
   _keep_versions_argument(kfp)
+  kfp.add_argument("--spans", action="store_true", help="data_root holds span-N/ "
+                   "directories: each run reads the newest (no drift check or training "
+                   "window on Kubeflow)")
   kfp.add_argument("--train-workers", type=int, help="run the Trainer as a Vertex AI custom "
                    "job on this many workers (the chief included; the config must set "
                    "train_distribute: MultiWorkerMirroredStrategy when more than 1)")

@@ -32,7 +32,7 @@ click and purchase: `buy=1` only where `cart=1`, `cart=1` only where
 import csv
 import dataclasses
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -275,3 +275,46 @@ def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
     np.savetxt(truth_path, np.stack(list(truth.values()), axis=1), delimiter=",",
                header=",".join(names[k] for k in truth), comments="", fmt="%.6g")
   return path
+
+
+SPAN_DIR = "span-{}"
+# The numeric features (written as integers, never missing).
+_SHIFTABLE = ("price",)
+
+
+def write_spans(out_dir: str, rows: int, spans: int, seed: int = 0,
+                shift: Optional[Tuple[str, float]] = None, shift_from: int = 2,
+                with_cart: bool = False) -> List[str]:
+  """Writes `out_dir/span-1/data.csv` .. `span-<spans>/data.csv`, `rows` each: the
+  consecutive impressions of one world (one seed), as days of one site's logs.
+
+  `shift=(column, factor)` multiplies a numeric column by factor from span
+  `shift_from` on, clipped to the column's range in the generated data (so the
+  schema's domain still holds: a change of distribution, not of the contract)."""
+  if spans < 1:
+    raise ValueError(f"spans must be at least 1, got {spans}")
+  cols, _ = generate(rows * spans, seed, with_cart=with_cart)
+  header = columns(with_cart)
+  if shift is not None:
+    column, factor = shift
+    if column not in _SHIFTABLE:
+      raise ValueError(f"can only shift a numeric feature ({', '.join(_SHIFTABLE)}), "
+                       f"got {column!r}")
+    values = np.asarray(cols[column]).astype(np.int64)
+  paths = []
+  for span in range(1, spans + 1):
+    part = {c: np.asarray(cols[c])[(span - 1) * rows:span * rows] for c in header}
+    if shift is not None and span >= shift_from:
+      shifted = np.clip(np.round(part[column].astype(np.int64) * factor),
+                        values.min(), values.max())
+      part[column] = shifted.astype(np.int64)
+    directory = os.path.join(out_dir, SPAN_DIR.format(span))
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "data.csv")
+    with open(path, "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(header)
+      writer.writerows(zip(*(part[c] for c in header)))
+    paths.append(path)
+  return paths
+

@@ -45,7 +45,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      train_steps: Optional[int] = None,
                      beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
                      vertex_training: Optional[VertexTraining] = None,
-                     keep_versions: Optional[int] = configs.KEEP_VERSIONS) -> str:
+                     keep_versions: Optional[int] = configs.KEEP_VERSIONS,
+                     spans: bool = False) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
@@ -54,7 +55,10 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
   (pipeline.beam_options.parse) before anything is written. `vertex_training`:
   the Trainer runs as a Vertex AI custom job on several workers
   (pipeline.vertex_training); its outputs go under `pipeline_root`, which
-  every worker must reach.
+  every worker must reach. `spans`: `data_root` holds `span-N/` directories and
+  each run reads the newest (ExampleGen's {SPAN} pattern); the drift check and
+  the training window need custom resolver strategies, which KubeflowV2DagRunner
+  does not compile, so a Kubeflow run trains on its own span, unchecked for drift.
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
@@ -80,7 +84,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       serving_dir=serving_dir, model_name=model_name, schema_path=schema_path,
       training=training, train_args=parameters["train_args"],
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
-      vertex_training=vertex_training, keep_versions=keep_versions)
+      vertex_training=vertex_training, keep_versions=keep_versions, spans=spans,
+      drift_check=False)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

@@ -101,6 +101,10 @@ def run_local(
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     data_format: str = "csv",
     keep_versions: Optional[int] = configs.KEEP_VERSIONS,
+    spans: bool = False,
+    span: Optional[int] = None,
+    train_spans: int = 1,
+    drift_check: bool = True,
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then).
 
@@ -132,6 +136,10 @@ def run_local(
       beam_pipeline_args=beam_pipeline_args,
       data_format=data_format,
       keep_versions=keep_versions,
+      spans=spans,
+      span=span,
+      train_spans=train_spans,
+      drift_check=drift_check,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   with component_progress(), _own_argv_only():

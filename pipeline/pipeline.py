@@ -9,9 +9,10 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy)
 from tfx.orchestration.data_types import RuntimeParameter
-from tfx.proto import example_gen_pb2
+from tfx.components.distribution_validator.component import DistributionValidator
+from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import Channel
-from tfx.types.standard_artifacts import Model, ModelBlessing
+from tfx.types.standard_artifacts import Examples, ExampleStatistics, Model, ModelBlessing
 
 from components.aliccp_example_gen import aliccp_example_gen
 from components.aliccp_example_gen import check_config as check_aliccp_config
@@ -24,11 +25,14 @@ from models.config import PipelineConfig
 from models.eval_config import make_eval_config
 from models.training import TrainingConfig
 from pipeline import configs
+from pipeline.spans import SPAN_PATTERN, PreviousSpanStrategy, SpanWindowStrategy, drift_config
 
 if TYPE_CHECKING:
   from pipeline.vertex_training import VertexTraining
 
 RESOLVER_ID = "latest_blessed_model_resolver"
+PREVIOUS_SPAN_ID = "previous_span_statistics"
+SPAN_WINDOW_ID = "span_window"
 DATA_FORMATS = ("csv", "aliccp")
 
 
@@ -83,6 +87,7 @@ def create_pipeline(
     max_auc_drop: Optional[Mapping[str, float]] = None,
     push: bool = True,
     evaluate: bool = True,
+    train: bool = True,
     baseline_excludes_candidate: bool = False,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
@@ -92,6 +97,10 @@ def create_pipeline(
     push_destination: Union[None, tfx.proto.PushDestination, RuntimeParameter] = None,
     vertex_training: Optional["VertexTraining"] = None,
     keep_versions: Optional[int] = configs.KEEP_VERSIONS,
+    spans: bool = False,
+    span: Optional[int] = None,
+    train_spans: int = 1,
+    drift_check: bool = True,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher (to `<serving_dir>/<model_name>/<version>`).
@@ -113,7 +122,8 @@ def create_pipeline(
   LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
   at an Evaluator with no thresholds and no baseline, so such a model never
   becomes one; without `evaluate` too, it ends at the Trainer (benchmarks
-  that score models on their own test rows).
+  that score models on their own test rows), and without `train` too at
+  Transform (the Beam stages alone, for benchmarks).
 
   `data_format`: "csv" (CSV files with a header, components/csv_example_gen) or
   "aliccp" (Ali-CCP's raw skeleton and common-features files,
@@ -124,16 +134,38 @@ def create_pipeline(
   protos). By default the Trainer gets the train split, the step budget of the
   config, and the Pusher `<serving_dir>/<model_name>`.
 
+  `spans` (pipeline.spans): `data_root` holds `span-N/` directories; ExampleGen
+  reads span `span`, or the newest. Transform and the Trainer then take the last
+  `train_spans` ingested spans up to it (a resolver over ML Metadata), and with
+  `drift_check` the span's statistics are compared with the previous span's by
+  DistributionValidator, with the thresholds of the schema's drift comparators;
+  the gate stops the run on drift as on a schema anomaly. The evaluation uses
+  this span's eval split.
+
   `vertex_training` (pipeline.vertex_training): the Trainer runs as a Vertex AI
   custom job on that many workers (TFX's Vertex AI Trainer) instead of in its
   own pod.
   """
+  if span is not None and not spans:
+    raise ValueError("span needs spans=True (data_root holding span-N directories)")
+  if train_spans < 1 or (train_spans > 1 and not spans):
+    raise ValueError(f"train_spans {train_spans}: at least 1, and more only with spans")
   if data_format == "aliccp":
+    if spans:
+      raise ValueError("spans are read from CSV data only")
     check_aliccp_config(config)
     example_gen = aliccp_example_gen(data_root)
   elif data_format == "csv":
+    span_args = {}
+    if spans:
+      span_args["input_config"] = example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name="single_split", pattern=SPAN_PATTERN)])
+      if span is not None:
+        span_args["range_config"] = range_config_pb2.RangeConfig(
+            static_range=range_config_pb2.StaticRange(start_span_number=span,
+                                                      end_span_number=span))
     example_gen = FileBasedExampleGen(
-        input_base=data_root,
+        input_base=data_root, **span_args,
         custom_config=csv_executor.example_gen_custom_config(config),
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_executor.Executor),
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -146,13 +178,56 @@ def create_pipeline(
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-  gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+  def _pipeline(components):
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
+        enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args))
+
+  span_nodes = []
+  drift_inputs = {}
+  # The run's span for the resolvers; left out, they take the newest (a resolver's
+  # config can't hold None).
+  span_config = {} if span is None else {"span": span}
+  drift = drift_config(schema_path) if spans and drift_check else None
+  if drift is not None:
+    previous = tfx.dsl.Resolver(
+        strategy_class=PreviousSpanStrategy, config=span_config,
+        statistics=Channel(type=ExampleStatistics, producer_component_id=statistics_gen.id,
+                           output_key="statistics"),
+        examples=Channel(type=Examples, producer_component_id=example_gen.id,
+                         output_key="examples")).with_id(PREVIOUS_SPAN_ID)
+    previous.add_upstream_node(statistics_gen)
+    distribution_validator = DistributionValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        baseline_statistics=previous.outputs["statistics"], config=drift)
+    span_nodes += [previous, distribution_validator]
+    drift_inputs = dict(drift_anomalies=distribution_validator.outputs["anomalies"],
+                        examples=example_gen.outputs["examples"],
+                        baseline_examples=previous.outputs["examples"])
+  gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], **drift_inputs)
+
+  train_examples = example_gen.outputs["examples"]
+  if train_spans > 1:
+    window = tfx.dsl.Resolver(
+        strategy_class=SpanWindowStrategy, config={"num_spans": train_spans, **span_config},
+        examples=Channel(type=Examples, producer_component_id=example_gen.id,
+                         output_key="examples")).with_id(SPAN_WINDOW_ID)
+    window.add_upstream_node(example_gen)
+    span_nodes.append(window)
+    train_examples = window.outputs["examples"]
 
   transform = tfx.components.Transform(
-      examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+      examples=train_examples, schema=schema_gen.outputs["schema"],
       preprocessing_fn="models.preprocessing.preprocessing_fn",
       custom_config={preprocessing.CONFIG_KEY: config.data_text()})
   transform.add_upstream_node(gate)
+  stages = [example_gen, statistics_gen, schema_gen, example_validator, *span_nodes, gate,
+            transform]
+  if not train:
+    if push or evaluate:
+      raise ValueError("train=False needs push=False and evaluate=False")
+    return _pipeline(stages)
 
   trainer_class = tfx.components.Trainer
   trainer_config = {trainer_module.CONFIG_KEY: config.text,
@@ -172,8 +247,7 @@ def create_pipeline(
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
       custom_config=trainer_config)
 
-  components = [example_gen, statistics_gen, schema_gen, example_validator, gate,
-                transform, trainer]
+  components = stages + [trainer]
   if push and not evaluate:
     raise ValueError("a pushed model must be evaluated: evaluate=False needs push=False")
   eval_config = make_eval_config(config, min_auc, max_auc_drop, gate=push)
@@ -194,11 +268,4 @@ def create_pipeline(
                 base_directory=os.path.join(serving_dir, model_name))),
         custom_config={serving_pusher.KEEP_VERSIONS_KEY: keep_versions})
     components += [resolver, evaluator, pusher]
-
-  return tfx.dsl.Pipeline(
-      pipeline_name=pipeline_name,
-      pipeline_root=pipeline_root,
-      components=components,
-      enable_cache=enable_cache,
-      metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(beam_pipeline_args))
+  return _pipeline(components)

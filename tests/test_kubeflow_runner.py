@@ -261,3 +261,12 @@ def test_cli_schedule_refuses_before_contacting_kfp(tmp_path):
     aitm(base + ["--package", str(tmp_path / "missing.yaml")])
   with pytest.raises(SystemExit, match="write NAME=VALUE"):
     aitm(base + ["--package", str(tmp_path / "missing.yaml"), "--param", "data_root"])
+
+
+def test_spans_compile_to_the_span_pattern_with_no_custom_resolvers(tmp_path):
+  aitm(["compile-kfp", "--output", str(tmp_path / "spec.json"), "--pipeline-root", "gs://b/r",
+        "--spans"])
+  spec = json.loads((tmp_path / "spec.json").read_text())["pipelineSpec"]
+  tasks = spec["root"]["dag"]["tasks"]
+  assert "span-{SPAN}/*" in json.dumps(tasks["FileBasedExampleGen"])
+  assert not {"previous_span_statistics", "span_window", "DistributionValidator"} & set(tasks)

@@ -1,0 +1,266 @@
+"""Daily spans: ExampleGen's {SPAN} pattern, the rolling training window and the
+drift check between spans (pipeline/spans.py, components/anomalies_gate.py),
+through the whole pipeline on three generated spans, price x 3 in the third."""
+
+import os
+import re
+
+import pytest
+
+from cli.main import main as aitm
+from datagen import taobao
+from pipeline import spans
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPAN_ROWS = 3000
+SEED = 5
+TRAINING = {"seed": SEED, "max_epochs": 3}
+# These tests are about spans, not model quality: on 600 eval rows a span's AUC
+# is noisy, so no floor and no change threshold keep a model from being pushed.
+GATE = dict(min_auc={"ctr": 0.0, "cvr": 0.0}, max_auc_drop={"ctr": 1.0, "cvr": 1.0})
+
+
+def _examples(span, artifact_id):
+  from tfx.types import standard_artifacts
+  artifact = standard_artifacts.Examples()
+  artifact.id = artifact_id
+  artifact.set_int_custom_property("span", span)   # as ExampleGen records it
+  return artifact
+
+
+class _Lineage:
+  """The two ML Metadata queries PreviousSpanStrategy makes, over given events."""
+
+  def __init__(self, produced_from):
+    from ml_metadata.proto import metadata_store_pb2
+    event = metadata_store_pb2.Event
+    # statistics id -> examples id it was computed from; one execution each.
+    self.events = []
+    for execution, (stats, examples) in enumerate(produced_from.items(), start=100):
+      self.events += [event(artifact_id=stats, execution_id=execution, type=event.OUTPUT),
+                      event(artifact_id=examples, execution_id=execution, type=event.INPUT)]
+
+  def get_events_by_artifact_ids(self, ids):
+    return [e for e in self.events if e.artifact_id in ids]
+
+  def get_events_by_execution_ids(self, ids):
+    return [e for e in self.events if e.execution_id in ids]
+
+
+def test_window_takes_the_newest_artifact_of_each_span_up_to_the_current_one():
+  a1, a2, a2_again, a3, a4 = (_examples(s, i) for i, s in enumerate((1, 2, 2, 3, 4), start=1))
+  every = {"examples": [a1, a2, a2_again, a3, a4]}
+  # --span 3: spans 3 and 2 (its newest ingestion); 4 is after the current span.
+  assert spans.SpanWindowStrategy(num_spans=2, span=3).resolve_artifacts(
+      None, every)["examples"] == [a3, a2_again]
+  # No --span: the newest ingested span is the current one.
+  assert spans.SpanWindowStrategy(num_spans=3).resolve_artifacts(
+      None, every)["examples"] == [a4, a3, a2_again]
+  assert spans.SpanWindowStrategy(5).resolve_artifacts(None, {"examples": [a1]})[
+      "examples"] == [a1]
+  with pytest.raises(ValueError):
+    spans.SpanWindowStrategy(0)
+
+
+def test_previous_span_statistics_found_through_lineage():
+  from tfx.types import standard_artifacts
+  examples = [_examples(s, i) for i, s in ((1, 1), (2, 1), (3, 2), (4, 5))]
+  statistics = []
+  for artifact_id in (11, 12, 13, 14):
+    stats = standard_artifacts.ExampleStatistics()
+    stats.id = artifact_id
+    statistics.append(stats)
+  # Statistics 11 and 12 from span 1 (ingested twice), 13 from span 2, 14 from span 5.
+  store = _Lineage({11: 1, 12: 2, 13: 3, 14: 4})
+  inputs = {"statistics": statistics, "examples": examples}
+  out = spans.PreviousSpanStrategy(span=2).resolve_artifacts(store, inputs)
+  assert [a.id for a in out["statistics"]] == [12] and [a.id for a in out["examples"]] == [2]
+  out = spans.PreviousSpanStrategy().resolve_artifacts(store, inputs)   # newest: span 5
+  assert [a.id for a in out["statistics"]] == [13] and [a.id for a in out["examples"]] == [3]
+  out = spans.PreviousSpanStrategy(span=1).resolve_artifacts(store, inputs)  # the first span
+  assert [a.id for a in out["statistics"]] == [12] and [a.id for a in out["examples"]] == [2]
+
+
+def test_drift_thresholds_come_from_the_curated_schema():
+  from pipeline import configs
+  config = spans.drift_config(configs.SCHEMA_PATH)
+  found = {f.path.step[0]: f.distribution_comparator for f in config.default_slice_config.feature}
+  assert set(found) == {"pid", "age_level", "price"}
+  assert found["pid"].infinity_norm.threshold == found["age_level"].infinity_norm.threshold == 0.1
+  assert found["price"].jensen_shannon_divergence.threshold == 0.1
+
+
+def test_generated_spans_are_one_world_with_the_shift_from_its_span(tmp_path):
+  import csv
+  paths = taobao.write_spans(str(tmp_path), 500, 3, seed=1, shift=("price", 3.0), shift_from=3)
+  assert [os.path.relpath(p, tmp_path) for p in paths] == [
+      f"span-{i}/data.csv" for i in (1, 2, 3)]
+  assert spans.spans_in(str(tmp_path)) == [1, 2, 3]
+  prices = [[int(r["price"]) for r in csv.DictReader(open(p))] for p in paths]
+  means = [sum(p) / len(p) for p in prices]
+  assert abs(means[0] - means[1]) < 3 and means[2] > 1.5 * means[1]
+  assert max(prices[2]) <= 49   # clipped: still inside the schema's domain
+  with pytest.raises(ValueError, match="numeric feature"):
+    taobao.write_spans(str(tmp_path), 10, 1, shift=("pid", 2.0))
+
+
+def test_cli_refuses_span_options_without_spans(tmp_path):
+  flat = tmp_path / "flat"
+  aitm(["generate-data", "--out", str(flat), "--rows", "50"])
+  with pytest.raises(SystemExit, match="need --data with span-N/ directories"):
+    aitm(["run", "--data", str(flat), "--span", "1", "--pipeline-root", str(tmp_path / "r")])
+  many = tmp_path / "many"
+  aitm(["generate-data", "--out", str(many), "--rows", "50", "--spans", "2"])
+  with pytest.raises(SystemExit, match="--span 7: .* has spans 1, 2"):
+    aitm(["run", "--data", str(many), "--span", "7", "--pipeline-root", str(tmp_path / "r")])
+  with pytest.raises(SystemExit, match="FEATURE=FACTOR"):
+    aitm(["generate-data", "--out", str(many), "--spans", "2", "--shift", "price"])
+
+
+# --- the pipeline over three spans -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def span_runs(tmp_path_factory):
+  """Span 1 alone, then span 2 trained on spans 1-2 (drift checked, none), then
+  span 3, whose prices were multiplied by 3: stopped by the drift check."""
+  from models.config import load_config
+  from pipeline import configs
+  from pipeline.local_runner import run_local
+
+  root = tmp_path_factory.mktemp("spans")
+  data = str(root / "data")
+  taobao.write_spans(data, SPAN_ROWS, 3, seed=SEED, shift=("price", 3.0), shift_from=3)
+  kwargs = dict(config=load_config(configs.CONFIG_PATH), data_root=data,
+                pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"),
+                training=TRAINING, spans=True, **GATE)
+  first = run_local(span=1, **kwargs)
+  killed = _kill_aitm_run_during_trainer(
+      ["run", "--data", data, "--span", "2", "--train-spans", "2",
+       "--pipeline-root", kwargs["pipeline_root"], "--serving-dir", kwargs["serving_dir"],
+       "--min-auc", "0", "--max-auc-drop", "1"],
+      log=str(root / "killed.log"))
+  # The same run again: everything before the Trainer comes from the cache.
+  second = run_local(span=2, train_spans=2, **kwargs)
+  trainer_runs = len(_inputs_of(_store(kwargs["pipeline_root"]), "Trainer"))
+  with pytest.raises(Exception) as drifted:
+    run_local(train_spans=2, **kwargs)   # the newest span: 3
+  return dict(root=root, kwargs=kwargs, first=first, killed=killed, second=second,
+              error=str(drifted.value), trainer_runs=trainer_runs)
+
+
+def _kill_aitm_run_during_trainer(argv, log, timeout=900):
+  """Starts `aitm ARGV` as its own process group and SIGKILLs it once the Trainer has
+  finished its first epoch; returns what the run printed."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [PROJECT_DIR] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+  with open(log, "w+") as out:
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=PROJECT_DIR,
+                               env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+      while time.monotonic() < deadline and process.poll() is None:
+        out.seek(0)
+        if "[Trainer] epoch 1 done" in out.read():
+          break
+        time.sleep(0.5)
+      assert process.poll() is None, "aitm run ended before its Trainer trained"
+      os.killpg(process.pid, signal.SIGKILL)
+      process.wait(60)
+    finally:
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(60)
+    out.seek(0)
+    text = out.read()
+  assert "Trainer ..." in text and "Evaluator ..." not in text, text[-3000:]
+  return text
+
+
+def _store(pipeline_root):
+  from ml_metadata.metadata_store import metadata_store
+  from ml_metadata.proto import metadata_store_pb2
+
+  from pipeline.local_runner import metadata_path
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path(pipeline_root)
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def _inputs_of(store, node_id):
+  """[[span of each input Examples artifact] per execution of node_id], oldest first."""
+  from pipeline import configs
+  node = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{node_id}")
+  runs = []
+  for execution in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id):
+    events = store.get_events_by_execution_ids([execution.id])
+    ids = [e.artifact_id for e in events if e.type == e.INPUT]
+    examples = [a for a in store.get_artifacts_by_id(ids)
+                if store.get_artifact_types_by_id([a.type_id])[0].name == "Examples"]
+    runs.append(sorted(a.custom_properties["span"].int_value for a in examples))
+  return runs
+
+
+def test_each_run_reads_its_span_and_trains_on_the_window(span_runs):
+  store = _store(span_runs["kwargs"]["pipeline_root"])
+  # Transform: span 1 alone, then the window of spans 1 and 2 (run, then reused from
+  # the cache after the kill); never span 3.
+  assert _inputs_of(store, "Transform") == [[1], [1, 2], [1, 2]]
+  assert _inputs_of(store, "Evaluator") == [[1], [2]]     # each span's own eval split
+  first, second = span_runs["first"], span_runs["second"]
+  assert first.blessed and second.blessed
+  assert first.pushed_dir != second.pushed_dir
+
+
+def test_a_run_killed_in_the_trainer_resumes_from_the_cache(span_runs):
+  second = span_runs["second"]
+  states = second.component_states
+  # Everything that had finished before the kill is reused, the rest runs.
+  for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator",
+               "DistributionValidator", "AnomaliesGate", "Transform"):
+    assert states[node] == "CACHED", (node, states)
+  assert states["Trainer"] == states["Evaluator"] == states["Pusher"] == "COMPLETE", states
+  # The killed run pushed nothing; the resumed one pushed one complete version.
+  base = os.path.join(span_runs["kwargs"]["serving_dir"], "aitm")
+  assert sorted(os.listdir(base)) == sorted(
+      os.path.basename(r.pushed_dir.rstrip("/")) for r in (span_runs["first"], second))
+
+
+def test_the_window_trains_on_both_spans_rows(span_runs):
+  import json
+  from models.trainer import SUMMARY_FILE
+  rows = []
+  for run in ("first", "second"):
+    with open(os.path.join(span_runs[run].model_run_uri, SUMMARY_FILE)) as f:
+      rows.append(json.load(f)["train_rows"])
+  # Span 2's run trains on span 1's train split and its own: about twice as many rows.
+  assert 1.8 < rows[1] / rows[0] < 2.2
+
+
+def test_a_drifted_span_stops_before_training_naming_feature_and_distance(span_runs, capsys):
+  error = span_runs["error"]
+  assert "DistributionValidator found drift in span 3 from span 2" in error
+  line = next(l for l in error.splitlines() if "/price:" in l)
+  distance = float(re.search(r"Jensen-Shannon divergence .*? is ([0-9.e-]+)", line).group(1))
+  assert distance > 0.1 and "threshold" in line
+  assert "pid" not in error and "age_level" not in error   # unshifted features pass
+  store = _store(span_runs["kwargs"]["pipeline_root"])
+  assert len(_inputs_of(store, "Trainer")) == span_runs["trainer_runs"]  # none for span 3
+  versions = os.listdir(os.path.join(span_runs["kwargs"]["serving_dir"], "aitm"))
+  assert len(versions) == 2                                # and nothing pushed
+
+
+def test_cli_names_the_drift_and_pushes_nothing(span_runs, capsys):
+  kwargs = span_runs["kwargs"]
+  with pytest.raises(SystemExit) as stop:
+    aitm(["run", "--data", kwargs["data_root"], "--pipeline-root", kwargs["pipeline_root"],
+          "--serving-dir", kwargs["serving_dir"], "--train-spans", "2", "--max-epochs", "2"])
+  message = str(stop.value)
+  assert message.startswith("error: DistributionValidator found drift in span 3 from span 2")
+  assert "price" in message and "nothing was pushed" in message
+  assert "reading span 3" in capsys.readouterr().out
