@@ -50,12 +50,13 @@ def examples_span(artifact) -> int:
   return int(text) if text else artifact.get_int_custom_property("span")
 
 
-def _newest_per_span(artifacts) -> Dict[int, object]:
-  """span -> the newest artifact of that span (a span re-ingested has several)."""
+def _newest_per_span(artifacts, span_of=examples_span) -> Dict[int, object]:
+  """span -> the newest artifact of that span (a span re-ingested has several);
+  artifacts whose span `span_of` can't tell (None) are left out."""
   newest = {}
   for artifact in artifacts:
-    span = examples_span(artifact)
-    if span not in newest or artifact.id > newest[span].id:
+    span = span_of(artifact)
+    if span is not None and (span not in newest or artifact.id > newest[span].id):
       newest[span] = artifact
   return newest
 
@@ -118,11 +119,7 @@ class PreviousSpanStrategy(tfx.dsl.experimental.ResolverStrategy):
     if current is None:
       return None
     spans = _statistics_spans(store, statistics, examples)
-    newest: Dict[int, object] = {}
-    for artifact in statistics:
-      span = spans.get(artifact.id)
-      if span is not None and (span not in newest or artifact.id > newest[span].id):
-        newest[span] = artifact
+    newest = _newest_per_span(statistics, span_of=lambda a: spans.get(a.id))
     earlier = [s for s in newest if s < current]
     chosen = max(earlier) if earlier else current
     if chosen not in newest:
