@@ -54,9 +54,8 @@ class Executor(pusher_executor.Executor):
     keep = custom_config.get(KEEP_VERSIONS_KEY)
     base = destination.filesystem.base_directory
     model_path = self.GetModelPath(input_dict)
-    before = set(version_store.complete_versions(base))
-    serving_path = version_store.publish(model_path, base, keep=keep)
-    deleted = sorted(before - set(version_store.complete_versions(base)))
+    serving_path = version_store.publish(model_path, base)
+    deleted = version_store.prune(base, keep) if keep is not None else []
     version = serving_path.rstrip("/").rsplit("/", 1)[-1]
     print(f"  [Pusher] published version {version} to {base}"
           + (f"; deleted {', '.join(map(str, deleted))} (keeping the newest {keep})"
