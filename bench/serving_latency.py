@@ -1,6 +1,6 @@
 """Serving latency and throughput over gRPC, against the SavedModel called in-process.
 
-    .venv/bin/python bench/serving.py --model-base-path runs/serving/aitm
+    .venv/bin/python bench/serving_latency.py --model-base-path runs/serving/aitm
 
 Starts `aitm serve` on the pushed model as a separate process (as a server
 would run), then for each batch size calls Predict from one client, one call
@@ -18,8 +18,7 @@ the demo's push (`make demo`) and the demo's data for rows.
 import os
 import sys
 
-# Python puts this script's folder first on sys.path, where this file would
-# shadow the project's `serving` package: the project root goes there instead.
+# Run as a script, sys.path[0] is bench/; the project's packages are one up.
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[0] = PROJECT_DIR
 
