@@ -43,6 +43,10 @@ DEFAULT_MIN_AUC = 0.55
 # ... and may be at most this much below the baseline's (absolute AUC).
 DEFAULT_MAX_AUC_DROP = 0.01
 CANDIDATE, BASELINE = "candidate", "baseline"
+# TFMA only calls the models' signatures. Left unset, it loads each model as Keras
+# twice (once to find its type, once to run it), rebuilding every layer from its
+# config; as a plain SavedModel it loads once, in 10 s instead of 50 s (20k-row run).
+MODEL_TYPE = "tf_generic"
 
 # TFMA class name -> the metric name written in the evaluation (and its config).
 TASK_METRICS = (
@@ -167,6 +171,7 @@ def make_eval_config(config: PipelineConfig,
   derived = preprocessing.derived_features(config)
   candidate = config_pb2.ModelSpec(
       signature_name="serving_default", label_keys=dict(config.task_labels),
+      model_type=MODEL_TYPE,
       # TFMA runs this signature on the eval examples and slices on its outputs
       # (the Transform-computed features), looking there before the raw ones.
       preprocessing_function_names=[TRANSFORM_SIGNATURE] if derived else [])
@@ -180,7 +185,7 @@ def make_eval_config(config: PipelineConfig,
     # finds none, and that one comparison has no user_activity slices.
     model_specs.append(config_pb2.ModelSpec(
         name=BASELINE, is_baseline=True, signature_name="serving_default",
-        label_keys=dict(config.task_labels)))
+        label_keys=dict(config.task_labels), model_type=MODEL_TYPE))
   return config_pb2.EvalConfig(
       model_specs=model_specs,
       slicing_specs=[config_pb2.SlicingSpec()] + [
