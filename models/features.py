@@ -50,6 +50,7 @@ class Feature:
   max_tags: int = 8
   vocabulary: Tuple[str, ...] = ()
   boundaries: Tuple[float, ...] = ()
+  frequency_threshold: int = 0   # VOCABULARY: rarer values get an OOV id
 
 
 def vocabulary_name(feature: Feature) -> str:

@@ -106,7 +106,8 @@ def encode_feature(feature: Feature, raw, column_type: ColumnType):
     return tf.strings.to_hash_bucket_fast(text, feature.buckets)
   if encoding is Encoding.VOCABULARY:
     return tft.compute_and_apply_vocabulary(
-        text, num_oov_buckets=feature.buckets, vocab_filename=vocabulary_name(feature))
+        text, num_oov_buckets=feature.buckets, vocab_filename=vocabulary_name(feature),
+        frequency_threshold=feature.frequency_threshold or None)
   if encoding is Encoding.VOCAB_LIST:
     matches = tf.equal(text[:, None], tf.constant(feature.vocabulary)[None, :])
     index = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)

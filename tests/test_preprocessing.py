@@ -162,3 +162,37 @@ def test_features_follow_the_config():
       'input_names: "age_level" feature_type: IdFeature embedding_dim: 16 hash_bucket_size: 7')
   age = next(f for f in parse_config(text).features if f.name == "age_level")
   assert age.encoding is Encoding.HASH and age.buckets == 7
+
+
+def test_frequency_threshold_gives_rare_values_the_oov_id():
+  """compute_vocabulary with frequency_threshold: only values seen that often in the
+  analysed rows get their own id; rarer and unseen ones share the OOV id."""
+  from tensorflow_transform.tf_metadata import dataset_metadata
+  user = Feature("user_id", "user_id", Encoding.VOCABULARY, buckets=1, embedding_dim=4,
+                 frequency_threshold=3)
+  analysed = [{"user_id": [u.encode()]} for u, n in {"a": 5, "b": 3, "c": 2}.items()
+              for _ in range(n)]
+  queried = [{"user_id": [u.encode()]} for u in ("a", "b", "c", "never_seen")]
+  metadata = dataset_metadata.DatasetMetadata.from_feature_spec(
+      {"user_id": tf.io.VarLenFeature(tf.string)})
+
+  def fn(inputs):
+    return {"id": encode_feature(user, inputs["user_id"], ColumnType.STRING)}
+
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+    transform_fn = (analysed, metadata) | tft_beam.AnalyzeDataset(fn)
+    (out, _) = ((queried, metadata), transform_fn) | tft_beam.TransformDataset()
+  ids = [o["id"] for o in out]
+  assert ids[0] != ids[1] and {ids[0], ids[1]} == {0, 1}   # a and b: the vocabulary
+  assert ids[2] == ids[3] == 2                             # c (2 < 3) and unseen: OOV
+
+
+def test_frequency_threshold_is_read_from_the_config_and_needs_a_vocabulary():
+  line = 'input_names: "age_level" feature_type: IdFeature embedding_dim: 16 compute_vocabulary: true'
+  age = next(f for f in parse_config(CONFIG.text.replace(
+      line, line + " frequency_threshold: 50")).features if f.name == "age_level")
+  assert age.encoding is Encoding.VOCABULARY and age.frequency_threshold == 50
+  hashed = line.replace("compute_vocabulary: true", "hash_bucket_size: 7")
+  with pytest.raises(Exception, match=r"<config>:\d+: frequency_threshold: .*age_level.*"
+                     "needs compute_vocabulary"):
+    parse_config(CONFIG.text.replace(line, hashed + " frequency_threshold: 50"))

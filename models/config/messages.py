@@ -135,6 +135,10 @@ MESSAGES = {
         # (tft.compute_and_apply_vocabulary), with `num_oov_buckets` for unseen values.
         ("opt", "bool", "compute_vocabulary", "false"),
         ("opt", "uint32", "num_oov_buckets", "1"),
+        # extension: with compute_vocabulary, values seen fewer times than this in
+        # the training data get an OOV id (tft.compute_and_apply_vocabulary's
+        # frequency_threshold): only ids with enough impressions get a row.
+        ("opt", "uint32", "frequency_threshold", "0"),
         # extension: TagFeature values beyond this many are dropped (ids are padded to it).
         ("opt", "uint32", "max_tags", "8"),
     ],

@@ -213,6 +213,9 @@ def _feature(spec, name, column, kind, column_type, where) -> Feature:
                         "hash_bucket_size, num_buckets, vocab_list, compute_vocabulary "
                         f"(got {ways or 'none'})", "IdFeature")
     dim = need_dim()
+    if spec.frequency_threshold and ways[0] != "compute_vocabulary":
+      raise where.error("frequency_threshold", f"feature '{name}': frequency_threshold "
+                        "needs compute_vocabulary: true")
     if ways[0] == "hash_bucket_size":
       return Feature(name, column, Encoding.HASH, int(spec.hash_bucket_size), dim)
     if ways[0] == "num_buckets":
@@ -225,7 +228,8 @@ def _feature(spec, name, column, kind, column_type, where) -> Feature:
                      vocabulary=tuple(spec.vocab_list))
     if spec.num_oov_buckets == 0:
       raise where.error("num_oov_buckets", f"feature '{name}' needs at least one OOV bucket")
-    return Feature(name, column, Encoding.VOCABULARY, int(spec.num_oov_buckets), dim)
+    return Feature(name, column, Encoding.VOCABULARY, int(spec.num_oov_buckets), dim,
+                   frequency_threshold=int(spec.frequency_threshold))
   if kind == "TagFeature":
     if spec.hash_bucket_size <= 0:
       raise where.error("feature_type", f"TagFeature '{name}' needs hash_bucket_size",
