@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -308,9 +308,13 @@ def run_fn(fn_args: FnArgs):
   train(fn_args)
 
 
-def train(fn_args: FnArgs) -> TrainResult:
+def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+          ) -> TrainResult:
   """run_fn's work: train the config's model on Transform output under the
-  config's strategy, export it (the chief) and write the training summary."""
+  config's strategy, export it (the chief) and write the training summary.
+
+  `extra_callbacks` (benchmarks) run after the Trainer's own, so at the end of
+  training they see the weights that are exported."""
   skip_tf_keras()
   config = parse_config(fn_args.custom_config[CONFIG_KEY], source="Trainer custom_config")
   overrides = dict(fn_args.custom_config.get(TRAINING_KEY) or {})
@@ -379,6 +383,7 @@ def train(fn_args: FnArgs) -> TrainResult:
                                                   update_freq="epoch"))
   if worker.is_chief:
     callbacks.append(ProgressLogger(global_batch, steps_per_epoch, training.log_every_steps))
+  callbacks += list(extra_callbacks)
   start = time.time()
   history = model.fit(train_input, validation_data=evaluation, epochs=training.max_epochs,
                       steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
