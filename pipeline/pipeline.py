@@ -100,33 +100,17 @@ def _trained_on(store, models, examples_ids: Set[int]) -> Set[int]:
   return found
 
 
-def _warm_start_resolver(examples, rerun_safe: bool) -> tfx.dsl.Resolver:
-  """The Trainer's base_model: the latest blessed Model of this pipeline, with
-  rerun_safe one not trained on `examples`."""
+def _blessed_model_resolver(node_id: str, rerun_safe: bool, strategy, **inputs
+                            ) -> tfx.dsl.Resolver:
+  """The latest blessed Model (and its ModelBlessing) of this pipeline, from ML
+  Metadata: with `rerun_safe` by `strategy`, one of the strategies above, which
+  also reads `inputs`; else by TFX's stock LatestBlessedModelStrategy (what
+  KubeflowV2DagRunner compiles)."""
   if not rerun_safe:
-    return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
-    ).with_id(WARM_START_ID)
+    strategy, inputs = tfx.dsl.experimental.LatestBlessedModelStrategy, {}
   return tfx.dsl.Resolver(
-      strategy_class=LatestBlessedModelOnOtherDataStrategy,
-      model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
-      examples=examples,
-  ).with_id(WARM_START_ID)
-
-
-def _baseline_resolver(candidate_model, exclude_candidate: bool) -> tfx.dsl.Resolver:
-  """The latest blessed Model (and its ModelBlessing) of this pipeline, from ML Metadata."""
-  if not exclude_candidate:
-    return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
-    ).with_id(RESOLVER_ID)
-  return tfx.dsl.Resolver(
-      strategy_class=LatestBlessedOtherModelStrategy,
-      model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
-      candidate=candidate_model,
-  ).with_id(RESOLVER_ID)
+      strategy_class=strategy, model=Channel(type=Model),
+      model_blessing=Channel(type=ModelBlessing), **inputs).with_id(node_id)
 
 
 def create_pipeline(
@@ -297,8 +281,9 @@ def create_pipeline(
                     trainer_module.TRAINING_KEY: dict(training or {})}
   trainer_inputs, warm_start_nodes = {}, []
   if warm_start:
-    warm_start_resolver = _warm_start_resolver(transform.outputs["transformed_examples"],
-                                               rerun_safe_resolvers)
+    warm_start_resolver = _blessed_model_resolver(
+        WARM_START_ID, rerun_safe_resolvers, LatestBlessedModelOnOtherDataStrategy,
+        examples=transform.outputs["transformed_examples"])
     warm_start_nodes.append(warm_start_resolver)
     trainer_inputs["base_model"] = warm_start_resolver.outputs["model"]
     # Only then: a run without warm start keeps the Trainer's cache key it had.
@@ -328,7 +313,9 @@ def create_pipeline(
           examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
           eval_config=eval_config))
   else:
-    resolver = _baseline_resolver(trainer.outputs["model"], rerun_safe_resolvers)
+    resolver = _blessed_model_resolver(RESOLVER_ID, rerun_safe_resolvers,
+                                       LatestBlessedOtherModelStrategy,
+                                       candidate=trainer.outputs["model"])
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"], eval_config=eval_config)
