@@ -34,6 +34,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -171,12 +172,12 @@ def read_snapshot(directory: str) -> Snapshot:
   if not tf.io.gfile.exists(manifest_path):
     raise NoSnapshot(f"the base model has no {DIR_NAME}/{MANIFEST_FILE} (trained before "
                      "warm start existed, or its export did not finish)")
-  with tf.io.gfile.GFile(manifest_path) as f:
-    manifest = json.load(f)
-  if manifest.get("format") != FORMAT:
-    raise NoSnapshot(f"the base model's {DIR_NAME} folder has format "
-                     f"{manifest.get('format')}, this Trainer reads {FORMAT}")
   try:
+    with tf.io.gfile.GFile(manifest_path) as f:
+      manifest = json.load(f)
+    if manifest.get("format") != FORMAT:
+      raise NoSnapshot(f"the base model's {DIR_NAME} folder has format "
+                       f"{manifest.get('format')}, this Trainer reads {FORMAT}")
     with tf.io.gfile.GFile(os.path.join(directory, WEIGHTS_FILE), "rb") as f:
       arrays = np.load(io.BytesIO(f.read()))
       weights = {key: arrays[key] for key in arrays.files}
@@ -185,10 +186,12 @@ def read_snapshot(directory: str) -> Snapshot:
       with tf.io.gfile.GFile(os.path.join(directory, VOCABULARY_DIR, f"{feature}.txt"),
                              "rb") as f:
         vocabularies[feature] = f.read().split(b"\n")[:-1]
-  except (OSError, tf.errors.NotFoundError, ValueError) as e:
-    raise NoSnapshot(f"the base model's {DIR_NAME} folder can't be read: {e}") from None
-  return Snapshot(manifest["features"], manifest["tables"], weights, vocabularies,
-                  manifest["structure"], manifest["format"])
+    return Snapshot(manifest["features"], manifest["tables"], weights, vocabularies,
+                    manifest["structure"], manifest["format"])
+  # A damaged folder is a reason to start fresh, not to fail the run.
+  except (OSError, tf.errors.OpError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    raise NoSnapshot(f"the base model's {DIR_NAME} folder can't be read: "
+                     f"{type(e).__name__}: {e}") from None
 
 
 @dataclasses.dataclass

@@ -2,6 +2,8 @@
 the tables and weights copied whole, and each kind of architecture mismatch
 falling back to a fresh start with its reason."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -173,6 +175,10 @@ def test_the_folder_round_trips_and_a_base_without_one_starts_fresh(tmp_path):
       dict(warm_start.weight_keys(new_model))["share_bottom/dense/kernel"].numpy(),
       written.weights["share_bottom/dense/kernel"])
 
+  with open(os.path.join(folder, warm_start.WEIGHTS_FILE), "r+b") as f:
+    f.truncate(100)   # a damaged copy: a reason to start fresh, not a failed run
+  damaged = warm_start.start_from(str(serving_dir), new_model, CONFIG, new_vocab)
+  assert not damaged.warm and "warm_start folder can't be read: BadZipFile" in damaged.reason
   older = warm_start.start_from(str(tmp_path / "older" / "Format-Serving"), new_model,
                                 CONFIG, new_vocab)
   assert not older.warm and "trained before warm start existed" in older.reason
