@@ -159,7 +159,8 @@ def _run(args):
                         schema_path=args.schema, training=training, min_auc=min_auc,
                         max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
                         beam_pipeline_args=beam_args, data_format=args.data_format,
-                        keep_versions=args.keep_versions, **span_args)
+                        keep_versions=args.keep_versions, warm_start=args.warm_start,
+                        **span_args)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
@@ -260,6 +261,13 @@ def _keep_versions_argument(parser):
                       f"older ones are deleted after a push (default {configs.KEEP_VERSIONS})")
 
 
+def _warm_start_argument(parser, base):
+  parser.add_argument("--warm-start", action="store_true", default=configs.WARM_START,
+                      help=f"the Trainer starts from the weights of {base} when the "
+                      "architecture matches (vocabulary rows remapped by token), else fresh, "
+                      "saying why")
+
+
 def _positive_int(text):
   value = int(text)
   if value < 1:
@@ -316,7 +324,8 @@ def _compile_kfp(args):
                             train_steps=args.train_steps,
                             beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS),
                             vertex_training=_vertex_training(args),
-                            keep_versions=args.keep_versions, spans=args.spans)
+                            keep_versions=args.keep_versions, spans=args.spans,
+                            warm_start=args.warm_start)
   except ValueError as e:
     sys.exit(f"error: {e}")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
@@ -460,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the last K spans ingested up to this one (default 1)")
   run.add_argument("--no-drift-check", action="store_true",
                    help="accept a span whose distribution moved from the previous span's")
+  _warm_start_argument(run, "the latest blessed model trained on other data")
   _keep_versions_argument(run)
   _beam_arguments(run, "in-process DirectRunner, one worker")
   run.set_defaults(func=_run)
@@ -502,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument("--spans", action="store_true", help="data_root holds span-N/ "
                    "directories: each run reads the newest (no drift check or training "
                    "window on Kubeflow)")
+  _warm_start_argument(kfp, "the latest blessed model")
   kfp.add_argument("--train-workers", type=int, help="run the Trainer as a Vertex AI custom "
                    "job on this many workers (the chief included; the config must set "
                    "train_distribute: MultiWorkerMirroredStrategy when more than 1)")

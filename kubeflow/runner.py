@@ -46,7 +46,7 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
                      vertex_training: Optional[VertexTraining] = None,
                      keep_versions: Optional[int] = configs.KEEP_VERSIONS,
-                     spans: bool = False) -> str:
+                     spans: bool = False, warm_start: bool = configs.WARM_START) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
@@ -59,6 +59,10 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
   each run reads the newest (ExampleGen's {SPAN} pattern); the drift check and
   the training window need custom resolver strategies, which KubeflowV2DagRunner
   does not compile, so a Kubeflow run trains on its own span, unchecked for drift.
+  `warm_start`: the Trainer's base_model is the latest blessed model (TFX's
+  stock LatestBlessedModelStrategy, which KubeflowV2DagRunner compiles); unlike
+  a local run's, it may be a model trained on the same data, when a run is
+  repeated on a span.
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
@@ -85,7 +89,7 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       training=training, train_args=parameters["train_args"],
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
       vertex_training=vertex_training, keep_versions=keep_versions, spans=spans,
-      drift_check=False)
+      drift_check=False, warm_start=warm_start)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

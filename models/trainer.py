@@ -7,13 +7,20 @@ MultiWorkerMirroredStrategy every worker of the TF_CONFIG cluster runs run_fn
 with the same FnArgs (on Vertex AI / Kubeflow: the Trainer as a custom job with
 one replica per worker, its output URIs on storage they share); each trains on
 its own shard of the records and only the chief writes the Trainer's outputs.
+
+With a `base_model` (the latest blessed model, from the pipeline's warm-start
+resolver) the new model starts from its weights when the architecture matches,
+and from a fresh initialisation, saying why, when it does not
+(models/warm_start.py); either way the training schedule is the same. Every
+export leaves the weights and vocabularies a later warm start needs in
+`<model artifact>/warm_start/`.
 """
 
 import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +30,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from models import distribution
+from models import distribution, warm_start
 from models.autograph_rules import skip_tf_keras
 from models.backbone import build_model, model_features
 from models.config import parse_config
@@ -32,8 +39,9 @@ from models.preprocessing import embedding_rows
 from models.signatures import make_signatures
 from models.training import TrainingConfig, make_optimizer
 
-# Trainer(custom_config={CONFIG_KEY: config text, TRAINING_KEY: overrides})
-CONFIG_KEY, TRAINING_KEY = "config", "training"
+# Trainer(custom_config={CONFIG_KEY: config text, TRAINING_KEY: overrides,
+#                        WARM_START_KEY: True when the pipeline resolves a base_model})
+CONFIG_KEY, TRAINING_KEY, WARM_START_KEY = "config", "training", "warm_start"
 # Written next to the TensorBoard logs in the ModelRun artifact.
 SUMMARY_FILE = "training_summary.json"
 
@@ -300,9 +308,13 @@ def run_fn(fn_args: FnArgs):
   train(fn_args)
 
 
-def train(fn_args: FnArgs) -> TrainResult:
+def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+          ) -> TrainResult:
   """run_fn's work: train the config's model on Transform output under the
-  config's strategy, export it (the chief) and write the training summary."""
+  config's strategy, export it (the chief) and write the training summary.
+
+  `extra_callbacks` (benchmarks) run after the Trainer's own, so at the end of
+  training they see the weights that are exported."""
   skip_tf_keras()
   config = parse_config(fn_args.custom_config[CONFIG_KEY], source="Trainer custom_config")
   overrides = dict(fn_args.custom_config.get(TRAINING_KEY) or {})
@@ -326,6 +338,10 @@ def train(fn_args: FnArgs) -> TrainResult:
   rows = {f.name: embedding_rows(f, tf_transform_output) for f in config.features}
   total_steps = training.num_steps or steps_per_epoch * training.max_epochs
   model = build_compiled_model(config, rows, training, strategy, total_steps=total_steps)
+  # Asked for, a warm start is always recorded: also why it did not happen.
+  warm = None
+  if fn_args.base_model or fn_args.custom_config.get(WARM_START_KEY):
+    warm = warm_start.start_from(fn_args.base_model, model, config, tf_transform_output)
   # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
   # the step budget is ours and early stopping on the mean eval AUC may end it.
   early_stopping = training.num_steps is None
@@ -344,6 +360,8 @@ def train(fn_args: FnArgs) -> TrainResult:
            if early_stopping else
            f"{training.max_epochs} epochs (num_steps {training.num_steps}, no early stopping)"),
         flush=True)
+  if warm is not None and worker.is_chief:
+    print(f"  [Trainer] {warm.message()}", flush=True)
   if training.shuffle_labels:
     print("  [Trainer] shuffle_labels is set: training a null model on permuted labels",
           flush=True)
@@ -365,6 +383,7 @@ def train(fn_args: FnArgs) -> TrainResult:
                                                   update_freq="epoch"))
   if worker.is_chief:
     callbacks.append(ProgressLogger(global_batch, steps_per_epoch, training.log_every_steps))
+  callbacks += list(extra_callbacks)
   start = time.time()
   history = model.fit(train_input, validation_data=evaluation, epochs=training.max_epochs,
                       steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
@@ -380,6 +399,8 @@ def train(fn_args: FnArgs) -> TrainResult:
       export.set_weights(model.get_weights())
     export.save(fn_args.serving_model_dir, save_format="tf",
                 signatures=make_signatures(export, tf_transform_output, config))
+    warm_start.write_snapshot(warm_start.snapshot_dir(fn_args.serving_model_dir),
+                              warm_start.snapshot(export, config, tf_transform_output))
 
   scores = history.history["val_mean_auc"]
   # The exported weights: the best epoch's when early stopping restored them, else the last.
@@ -393,6 +414,8 @@ def train(fn_args: FnArgs) -> TrainResult:
       "steps": budget.taken, "train_seconds": round(seconds, 1),
       "eval_auc": {t.name: float(history.history[f"val_{t.name}_auc"][best])
                    for t in config.tasks},
+      # None: not asked for; else where from, or why a fresh start.
+      "warm_start": warm.summary() if warm is not None else None,
   }
   if training.distribute != "NoStrategy":  # batch_size is per replica
     summary.update(distribute=training.distribute, workers=worker.count, replicas=replicas,

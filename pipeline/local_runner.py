@@ -105,6 +105,7 @@ def run_local(
     span: Optional[int] = None,
     train_spans: int = 1,
     drift_check: bool = True,
+    warm_start: bool = configs.WARM_START,
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then).
 
@@ -113,6 +114,8 @@ def run_local(
   model that misses either is not blessed nor pushed, and the summary's
   `not_blessed` says why. Without `push`, no gate (and neither may be given).
   `beam_pipeline_args` go to every Beam-powered component (pipeline.beam_options).
+  `warm_start`: the Trainer starts from the latest blessed model trained on
+  other data, when the architecture matches (pipeline.create_pipeline).
   """
   check_schema(config, schema_path)
   pipeline_root = os.path.abspath(pipeline_root)
@@ -130,8 +133,9 @@ def run_local(
       training=training,
       min_auc=min_auc,
       max_auc_drop=max_auc_drop,
-      # A rerun whose Trainer is cached must not take its own model as the baseline.
-      baseline_excludes_candidate=True,
+      # A rerun must get its first run's inputs back: its cached Trainer's model is
+      # not its own baseline, nor the base model it warm-starts from.
+      rerun_safe_resolvers=True,
       enable_cache=enable_cache,
       beam_pipeline_args=beam_pipeline_args,
       data_format=data_format,
@@ -140,6 +144,7 @@ def run_local(
       span=span,
       train_spans=train_spans,
       drift_check=drift_check,
+      warm_start=warm_start,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   with component_progress(), _own_argv_only():

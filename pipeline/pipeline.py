@@ -1,7 +1,7 @@
 """The AITM component graph, built from plain arguments (one factory, any runner)."""
 
 import os
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Set, Union
 
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
   from pipeline.vertex_training import VertexTraining
 
 RESOLVER_ID = "latest_blessed_model_resolver"
+WARM_START_ID = "warm_start_model_resolver"
 PREVIOUS_SPAN_ID = "previous_span_statistics"
 SPAN_WINDOW_ID = "span_window"
 DATA_FORMATS = ("csv", "aliccp")
@@ -59,18 +60,57 @@ class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
     return result
 
 
-def _baseline_resolver(candidate_model, exclude_candidate: bool) -> tfx.dsl.Resolver:
-  """The latest blessed Model (and its ModelBlessing) of this pipeline, from ML Metadata."""
-  if not exclude_candidate:
-    return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
-    ).with_id(RESOLVER_ID)
+class LatestBlessedModelOnOtherDataStrategy(LatestBlessedModelStrategy):
+  """The latest blessed model that was not trained on this run's training data.
+
+  Inputs `model` and `model_blessing` as for LatestBlessedModelStrategy, plus
+  `examples` (Transform's transformed examples, passed through). A rerun on
+  the same data would otherwise warm-start from the model its first run
+  trained and blessed: the Trainer's inputs would differ from the first run's,
+  so it would train again, on the same rows, instead of coming from the cache.
+  Leaving out the models trained on these examples gives the first run's base
+  model back; models trained on other data (an earlier span or window) are
+  what a warm start is for.
+  """
+
+  def resolve_artifacts(self, store, input_dict):
+    examples = list(input_dict.get("examples", []))
+    models = list(input_dict.get("model", []))
+    same_data = _trained_on(store, models, {a.id for a in examples})
+    result = self._resolve({"model": [m for m in models if m.id not in same_data],
+                            "model_blessing": list(input_dict.get("model_blessing", []))},
+                           "model", "model_blessing")
+    result["examples"] = examples
+    return result
+
+
+def _trained_on(store, models, examples_ids: Set[int]) -> Set[int]:
+  """The ids of `models` whose producing execution read one of `examples_ids`: a
+  Trainer's (a resolver that passed a model on records it as an output only)."""
+  if not models or not examples_ids:
+    return set()
+  produced: Dict[int, Set[int]] = {}
+  for event in store.get_events_by_artifact_ids([m.id for m in models]):
+    if event.type == event.OUTPUT:
+      produced.setdefault(event.execution_id, set()).add(event.artifact_id)
+  found: Set[int] = set()
+  for event in store.get_events_by_execution_ids(sorted(produced)):
+    if event.type == event.INPUT and event.artifact_id in examples_ids:
+      found |= produced[event.execution_id]
+  return found
+
+
+def _blessed_model_resolver(node_id: str, rerun_safe: bool, strategy, **inputs
+                            ) -> tfx.dsl.Resolver:
+  """The latest blessed Model (and its ModelBlessing) of this pipeline, from ML
+  Metadata: with `rerun_safe` by `strategy`, one of the strategies above, which
+  also reads `inputs`; else by TFX's stock LatestBlessedModelStrategy (what
+  KubeflowV2DagRunner compiles)."""
+  if not rerun_safe:
+    strategy, inputs = tfx.dsl.experimental.LatestBlessedModelStrategy, {}
   return tfx.dsl.Resolver(
-      strategy_class=LatestBlessedOtherModelStrategy,
-      model=Channel(type=Model), model_blessing=Channel(type=ModelBlessing),
-      candidate=candidate_model,
-  ).with_id(RESOLVER_ID)
+      strategy_class=strategy, model=Channel(type=Model),
+      model_blessing=Channel(type=ModelBlessing), **inputs).with_id(node_id)
 
 
 def create_pipeline(
@@ -88,7 +128,7 @@ def create_pipeline(
     push: bool = True,
     evaluate: bool = True,
     train: bool = True,
-    baseline_excludes_candidate: bool = False,
+    rerun_safe_resolvers: bool = False,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     metadata_connection_config=None,
     enable_cache: bool = True,
@@ -101,6 +141,7 @@ def create_pipeline(
     span: Optional[int] = None,
     train_spans: int = 1,
     drift_check: bool = True,
+    warm_start: bool = configs.WARM_START,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher (to `<serving_dir>/<model_name>/<version>`).
@@ -116,10 +157,11 @@ def create_pipeline(
   the first run, when the floors alone decide), and Pusher pushes only a
   blessed model, whole (components.serving_pusher), then deletes the versions
   beyond the newest `keep_versions` (None: keeps all).
-  `baseline_excludes_candidate` resolves the baseline with
-  LatestBlessedOtherModelStrategy (what LocalDagRunner runs use, so a rerun is
-  served from the cache); KubeflowV2DagRunner compiles only the stock
-  LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
+  `rerun_safe_resolvers` resolves the baseline with
+  LatestBlessedOtherModelStrategy and the warm-start base with
+  LatestBlessedModelOnOtherDataStrategy, which give a rerun its first run's
+  inputs, so it is served from the cache (what LocalDagRunner runs use);
+  KubeflowV2DagRunner compiles only the stock LatestBlessedModelStrategy. Without `push` (`aitm compare`) the graph ends
   at an Evaluator with no thresholds and no baseline, so such a model never
   becomes one; without `evaluate` too, it ends at the Trainer (benchmarks
   that score models on their own test rows), and without `train` too at
@@ -141,6 +183,11 @@ def create_pipeline(
   DistributionValidator, with the thresholds of the schema's drift comparators;
   the gate stops the run on drift as on a schema anomaly. The evaluation uses
   this span's eval split.
+
+  `warm_start`: the Trainer gets the latest blessed model as its `base_model`
+  (resolved by `WARM_START_ID`) and starts from its weights when the
+  architecture matches (models/warm_start.py); none yet, or another
+  architecture, is a fresh start, and the Trainer says why.
 
   `vertex_training` (pipeline.vertex_training): the Trainer runs as a Vertex AI
   custom job on that many workers (TFX's Vertex AI Trainer) instead of in its
@@ -232,6 +279,15 @@ def create_pipeline(
   trainer_class = tfx.components.Trainer
   trainer_config = {trainer_module.CONFIG_KEY: config.text,
                     trainer_module.TRAINING_KEY: dict(training or {})}
+  trainer_inputs, warm_start_nodes = {}, []
+  if warm_start:
+    warm_start_resolver = _blessed_model_resolver(
+        WARM_START_ID, rerun_safe_resolvers, LatestBlessedModelOnOtherDataStrategy,
+        examples=transform.outputs["transformed_examples"])
+    warm_start_nodes.append(warm_start_resolver)
+    trainer_inputs["base_model"] = warm_start_resolver.outputs["model"]
+    # Only then: a run without warm start keeps the Trainer's cache key it had.
+    trainer_config[trainer_module.WARM_START_KEY] = True
   if vertex_training is not None:
     vertex_training.check_strategy(
         TrainingConfig.from_config(config.proto, training).distribute)
@@ -245,9 +301,9 @@ def create_pipeline(
       schema=schema_gen.outputs["schema"],
       train_args=train_args or tfx.proto.TrainArgs(splits=["train"]),
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-      custom_config=trainer_config)
+      custom_config=trainer_config, **trainer_inputs)
 
-  components = stages + [trainer]
+  components = stages + warm_start_nodes + [trainer]
   if push and not evaluate:
     raise ValueError("a pushed model must be evaluated: evaluate=False needs push=False")
   eval_config = make_eval_config(config, min_auc, max_auc_drop, gate=push)
@@ -257,7 +313,9 @@ def create_pipeline(
           examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
           eval_config=eval_config))
   else:
-    resolver = _baseline_resolver(trainer.outputs["model"], baseline_excludes_candidate)
+    resolver = _blessed_model_resolver(RESOLVER_ID, rerun_safe_resolvers,
+                                       LatestBlessedOtherModelStrategy,
+                                       candidate=trainer.outputs["model"])
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"], eval_config=eval_config)

@@ -65,10 +65,21 @@ _TRAINING_LABELS = {
 }
 
 
+def _warm_start_text(warm_start: Dict[str, object]) -> str:
+  """The Trainer's warm-start decision (models/warm_start.py), in one phrase."""
+  if not warm_start["warm"]:
+    return f"warm start: fresh start, {warm_start['reason']}"
+  return (f"warm start: from {warm_start['base_model']} ({len(warm_start['copied'])} weights "
+          f"copied, {len(warm_start['remapped'])} vocabulary tables remapped by token)")
+
+
 def _training_text(training: Dict[str, object]) -> str:
   parts = []
   for key, value in training.items():
-    if key == "model_name":
+    if key == "model_name" or (key == "warm_start" and value is None):  # not asked for
+      continue
+    if key == "warm_start":
+      parts.append(_warm_start_text(value))
       continue
     label = _TRAINING_LABELS.get(key, key.replace("_", " "))
     if isinstance(value, dict):

@@ -270,3 +270,15 @@ def test_spans_compile_to_the_span_pattern_with_no_custom_resolvers(tmp_path):
   tasks = spec["root"]["dag"]["tasks"]
   assert "span-{SPAN}/*" in json.dumps(tasks["FileBasedExampleGen"])
   assert not {"previous_span_statistics", "span_window", "DistributionValidator"} & set(tasks)
+
+
+def test_warm_start_compiles_with_the_stock_latest_blessed_model_resolver(tmp_path):
+  out = tmp_path / "spec.json"
+  aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root", "--warm-start"])
+  tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+  base = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+  assert base == {"outputArtifactKey": "model",
+                  "producerTask": "warm_start_model_resolver-model-resolver"}
+  # The Evaluator's baseline keeps its own resolver.
+  assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"][
+      "producerTask"] == "latest_blessed_model_resolver-model-resolver"

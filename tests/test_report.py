@@ -170,6 +170,26 @@ def test_text_is_escaped_and_the_page_is_self_contained():
   assert html.replace('xmlns="http://www.w3.org/2000/svg"', "").count("http") == 0
 
 
+def test_the_trainer_summary_says_whether_the_model_was_warm_started():
+  import dataclasses
+  sample = _sample()
+  base = "/root/Trainer/model/3/Format-Serving"
+
+  def page(warm_start):
+    training = dict(sample.candidate.training, warm_start=warm_start)
+    return report.render_page(dataclasses.replace(
+        sample, candidate=dataclasses.replace(sample.candidate, training=training)))
+
+  warm = page({"base_model": base, "warm": True, "reason": None, "copied": ["a", "b"],
+               "remapped": {"pid": {"kept": 2, "new": 0, "dropped": 0, "oov": 1}}})
+  assert (f"warm start: from {base} (2 weights copied, 1 vocabulary tables remapped by "
+          "token)") in warm
+  fresh = page({"base_model": base, "warm": False, "reason": "feature pid: buckets 1 != 2",
+                "copied": [], "remapped": {}})
+  assert "warm start: fresh start, feature pid: buckets 1 != 2" in fresh
+  assert "warm start" not in page(None)
+
+
 def test_one_table_per_task_with_every_metric_as_a_column(sample_page):
   assert list(sample_page.tables) == ["ctr", "cvr", ""]
   assert sample_page.head("ctr") == ["slice", "examples", "AUC", "AUC-PR", "log loss",

@@ -1,6 +1,7 @@
 """Daily spans: ExampleGen's {SPAN} pattern, the rolling training window and the
 drift check between spans (pipeline/spans.py, components/anomalies_gate.py),
-through the whole pipeline on three generated spans, price x 3 in the third."""
+through the whole pipeline on three generated spans, price x 3 in the third;
+each run warm-started from the latest blessed model (models/warm_start.py)."""
 
 import os
 import re
@@ -121,8 +122,9 @@ def test_cli_refuses_span_options_without_spans(tmp_path):
 
 @pytest.fixture(scope="module")
 def span_runs(tmp_path_factory):
-  """Span 1 alone, then span 2 trained on spans 1-2 (drift checked, none), then
-  span 3, whose prices were multiplied by 3: stopped by the drift check."""
+  """Span 1 alone, then span 2 trained on spans 1-2 (drift checked, none) and
+  warm-started from span 1's blessed model, then the same again (all cached),
+  then span 3, whose prices were multiplied by 3: stopped by the drift check."""
   from models.config import load_config
   from pipeline import configs
   from pipeline.local_runner import run_local
@@ -132,20 +134,21 @@ def span_runs(tmp_path_factory):
   taobao.write_spans(data, SPAN_ROWS, 3, seed=SEED, shift=("price", 3.0), shift_from=3)
   kwargs = dict(config=load_config(configs.CONFIG_PATH), data_root=data,
                 pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"),
-                training=TRAINING, spans=True, **GATE)
+                training=TRAINING, spans=True, warm_start=True, **GATE)
   first = run_local(span=1, **kwargs)
   killed = _kill_aitm_run_during_trainer(
       ["run", "--data", data, "--span", "2", "--train-spans", "2",
        "--pipeline-root", kwargs["pipeline_root"], "--serving-dir", kwargs["serving_dir"],
-       "--min-auc", "0", "--max-auc-drop", "1"],
+       "--min-auc", "0", "--max-auc-drop", "1", "--warm-start"],
       log=str(root / "killed.log"))
   # The same run again: everything before the Trainer comes from the cache.
   second = run_local(span=2, train_spans=2, **kwargs)
+  rerun = run_local(span=2, train_spans=2, **kwargs)
   trainer_runs = len(_inputs_of(_store(kwargs["pipeline_root"]), "Trainer"))
   with pytest.raises(Exception) as drifted:
     run_local(train_spans=2, **kwargs)   # the newest span: 3
   return dict(root=root, kwargs=kwargs, first=first, killed=killed, second=second,
-              error=str(drifted.value), trainer_runs=trainer_runs)
+              rerun=rerun, error=str(drifted.value), trainer_runs=trainer_runs)
 
 
 def _kill_aitm_run_during_trainer(argv, log, timeout=900):
@@ -209,9 +212,9 @@ def _inputs_of(store, node_id):
 def test_each_run_reads_its_span_and_trains_on_the_window(span_runs):
   store = _store(span_runs["kwargs"]["pipeline_root"])
   # Transform: span 1 alone, then the window of spans 1 and 2 (run, then reused from
-  # the cache after the kill); never span 3.
-  assert _inputs_of(store, "Transform") == [[1], [1, 2], [1, 2]]
-  assert _inputs_of(store, "Evaluator") == [[1], [2]]     # each span's own eval split
+  # the cache after the kill and in the rerun); never span 3.
+  assert _inputs_of(store, "Transform") == [[1], [1, 2], [1, 2], [1, 2]]
+  assert _inputs_of(store, "Evaluator") == [[1], [2], [2]]   # each span's own eval split
   first, second = span_runs["first"], span_runs["second"]
   assert first.blessed and second.blessed
   assert first.pushed_dir != second.pushed_dir
@@ -264,3 +267,110 @@ def test_cli_names_the_drift_and_pushes_nothing(span_runs, capsys):
   assert message.startswith("error: DistributionValidator found drift in span 3 from span 2")
   assert "price" in message and "nothing was pushed" in message
   assert "reading span 3" in capsys.readouterr().out
+
+
+# --- warm start over spans ---------------------------------------------------------
+
+def _trainer_runs(store):
+  """[(input artifacts, output artifacts) by type name] per Trainer execution that
+  finished (run or cached), oldest first."""
+  from tfx.types import artifact_utils
+
+  from pipeline import configs
+  node = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.Trainer")
+  runs = []
+  for execution in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id):
+    if execution.last_known_state not in (execution.COMPLETE, execution.CACHED):
+      continue
+    sides = ({}, {})
+    for event in store.get_events_by_execution_ids([execution.id]):
+      artifact, = store.get_artifacts_by_id([event.artifact_id])
+      kind, = store.get_artifact_types_by_id([artifact.type_id])
+      sides[event.type == event.OUTPUT].setdefault(kind.name, []).append(
+          artifact_utils.deserialize_artifact(kind, artifact))
+    runs.append(sides)
+  return runs
+
+
+def _training_summary(run):
+  import json
+  from models.trainer import SUMMARY_FILE
+  with open(os.path.join(run.model_run_uri, SUMMARY_FILE)) as f:
+    return json.load(f)
+
+
+def test_span_2_warm_starts_from_span_1s_blessed_model(span_runs):
+  from models.config import load_config
+  from models.features import Encoding
+  from pipeline import configs
+  first = _training_summary(span_runs["first"])["warm_start"]
+  assert first == {"base_model": None, "warm": False, "reason": "no blessed model to start from yet",
+                   "copied": [], "remapped": {}}
+  runs = _trainer_runs(_store(span_runs["kwargs"]["pipeline_root"]))
+  span_1_model = runs[0][1]["Model"][0]
+  assert [m.id for m in runs[1][0]["Model"]] == [span_1_model.id]   # span 2's base_model
+
+  second = _training_summary(span_runs["second"])["warm_start"]
+  assert second["warm"] and second["reason"] is None
+  assert second["base_model"] == os.path.join(span_1_model.uri, "Format-Serving")
+  # Hashed, tag and integer-id tables and the dense layers, copied whole.
+  for key in ("features/cate_id_embedding/embeddings",
+              "features/tag_category_list_embedding/embeddings",
+              "features/price_embedding/embeddings", "share_bottom/dense/kernel",
+              "cvr_aitm/transfer_mlp/dense/kernel", "ctr_head/kernel"):
+    assert key in second["copied"], key
+  config = load_config(configs.CONFIG_PATH)
+  vocabulary_features = {f.name for f in config.features if f.encoding is Encoding.VOCABULARY}
+  rows = second["remapped"]
+  assert set(rows) == vocabulary_features
+  # The window holds span 1's train rows again: every base token is still in the
+  # vocabulary, at whatever id; span 2 brings a few new ones (cms_segid here).
+  assert all(r["dropped"] == 0 and r["kept"] > 0 and r["oov"] == 1 for r in rows.values()), rows
+  assert sum(r["new"] for r in rows.values()) > 0, rows
+  assert rows["pid"] == {"kept": 2, "new": 0, "dropped": 0, "oov": 1}   # the same 2 placements
+
+
+def test_a_warm_started_rerun_is_served_from_the_cache(span_runs):
+  from pipeline.pipeline import PREVIOUS_SPAN_ID, RESOLVER_ID, SPAN_WINDOW_ID, WARM_START_ID
+  states = dict(span_runs["rerun"].component_states)
+  # Resolvers are queries of ML Metadata, recorded afresh each run; the warm-start
+  # one gives the rerun's Trainer its first run's base model back.
+  for resolver in (RESOLVER_ID, WARM_START_ID, SPAN_WINDOW_ID, PREVIOUS_SPAN_ID):
+    assert states.pop(resolver) == "COMPLETE", resolver
+  assert "Trainer" in states and set(states.values()) == {"CACHED"}, states
+  assert span_runs["rerun"].pushed_dir == span_runs["second"].pushed_dir
+
+
+def test_another_architecture_starts_fresh_and_says_why(span_runs, capsys):
+  """The Trainer's run_fn on span 2's Transform output with span 2's model as the
+  base, but a wider ctr tower: a fresh start naming the weight (two steps, enough
+  to see the decision)."""
+  import json
+  from tfx.components.trainer import executor as trainer_executor
+  from tfx.types import standard_artifacts
+
+  from models import trainer
+
+  inputs, outputs = _trainer_runs(_store(span_runs["kwargs"]["pipeline_root"]))[1]
+  text = open(os.path.join(PROJECT_DIR, "configs", "aitm_taobao.config")).read()
+  head, tail = text.split('name: "ctr_tower"', 1)
+  wider = head + 'name: "ctr_tower"' + tail.replace("hidden_units: 128", "hidden_units: 256", 1)
+  model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+  model.uri = str(span_runs["root"] / "wider" / "model")
+  model_run.uri = str(span_runs["root"] / "wider" / "model_run")
+  fn_args = trainer_executor.GenericExecutor()._GetFnArgs(
+      {"examples": inputs["Examples"], "transform_graph": inputs["TransformGraph"],
+       "base_model": outputs["Model"]},
+      {"model": [model], "model_run": [model_run]},
+      {"train_args": json.dumps({"num_steps": 2}), "eval_args": "{}",
+       "custom_config": json.dumps({trainer.CONFIG_KEY: wider,
+                                    trainer.TRAINING_KEY: {"seed": SEED},
+                                    trainer.WARM_START_KEY: True})})
+  result = trainer.train(fn_args)
+  reason = "ctr_tower/dense/kernel is (256, 128) in the base model, (256, 256) now"
+  assert result.summary["warm_start"]["reason"] == reason
+  assert not result.summary["warm_start"]["warm"] and result.summary["steps"] == 2
+  assert f"[Trainer] warm start: fresh start, {reason}" in capsys.readouterr().out
+  # It still trains and exports, and leaves its own warm_start/ for the next run.
+  assert os.path.exists(os.path.join(model.uri, "Format-Serving", "saved_model.pb"))
+  assert os.path.exists(os.path.join(model.uri, "warm_start", "manifest.json"))
