@@ -203,6 +203,11 @@ def _feature(spec, name, column, kind, column_type, where) -> Feature:
       raise where.error("embedding_dim", f"feature '{name}' needs a positive embedding_dim")
     return int(spec.embedding_dim)
 
+  # Checked for every kind: on any feature but a learned vocabulary it would be ignored.
+  if spec.frequency_threshold and not (kind == "IdFeature" and spec.compute_vocabulary):
+    raise where.error("frequency_threshold", f"feature '{name}': frequency_threshold "
+                      "needs compute_vocabulary: true")
+
   if kind == "IdFeature":
     ways = [w for w, on in (("hash_bucket_size", spec.hash_bucket_size > 0),
                             ("num_buckets", spec.num_buckets > 0),
@@ -213,9 +218,6 @@ def _feature(spec, name, column, kind, column_type, where) -> Feature:
                         "hash_bucket_size, num_buckets, vocab_list, compute_vocabulary "
                         f"(got {ways or 'none'})", "IdFeature")
     dim = need_dim()
-    if spec.frequency_threshold and ways[0] != "compute_vocabulary":
-      raise where.error("frequency_threshold", f"feature '{name}': frequency_threshold "
-                        "needs compute_vocabulary: true")
     if ways[0] == "hash_bucket_size":
       return Feature(name, column, Encoding.HASH, int(spec.hash_bucket_size), dim)
     if ways[0] == "num_buckets":
