@@ -1,6 +1,7 @@
 """Runs the pipeline in-process with LocalDagRunner and SQLite ML Metadata."""
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -51,6 +52,23 @@ def _own_argv_only():
     yield
   finally:
     sys.argv = saved
+
+
+def release_beam_shared_models() -> None:
+  """Frees the models the Evaluator loaded in this process.
+
+  TFMA loads them through Beam's `shared.Shared`, whose map keeps the last object it
+  built alive for reuse by a later pipeline. In-process runs have no later pipeline
+  that wants it: it would sit in memory (two SavedModels with a baseline) until
+  interpreter exit, and there, TensorFlow's modules already torn down, every one of
+  its functions prints "Exception ignored in: AtomicFunction.__del__ ... TypeError".
+  """
+  from apache_beam.utils import shared
+  shared_map = getattr(shared, "_shared_map", None)
+  if shared_map is not None and hasattr(shared_map, "_keepalive"):
+    with shared_map._lock:
+      shared_map._keepalive = (None, None)
+  gc.collect()
 
 
 @contextlib.contextmanager
@@ -147,6 +165,9 @@ def run_local(
       warm_start=warm_start,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
-  with component_progress(), _own_argv_only():
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+  try:
+    with component_progress(), _own_argv_only():
+      tfx.orchestration.LocalDagRunner().run(pipeline)
+  finally:
+    release_beam_shared_models()
   return summarize(metadata_path(pipeline_root))

@@ -18,7 +18,7 @@ def compared(pipeline_run):
   # The session run's pipeline name and root: ExampleGen .. Transform are reused.
   scores = compare.compare(peers, data_root=pipeline_run.data_dir,
                            pipeline_root=pipeline_run.pipeline_root,
-                           pipeline_name=configs.PIPELINE_NAME, training={"max_epochs": 3})
+                           pipeline_name=configs.PIPELINE_NAME, training={"max_epochs": 1})
   from pipeline.run_summary import summarize
   last = summarize(os.path.join(pipeline_run.pipeline_root, "metadata.sqlite"))
   return scores, last
@@ -30,7 +30,7 @@ def test_one_row_per_model_with_auc_time_and_size(compared):
   for score in scores:
     assert set(score.auc) == {"ctr", "cvr"}
     assert all(0.5 < auc <= 1 for auc in score.auc.values()), score
-    assert score.parameters > 100_000 and score.train_seconds > 0 and 1 <= score.epochs <= 3
+    assert score.parameters > 100_000 and score.train_seconds > 0 and score.epochs == 1
   # ESMM has a second MLP over the embeddings where shared-bottom shares one.
   assert scores[1].parameters > scores[0].parameters
   table = compare.table(scores).splitlines()
