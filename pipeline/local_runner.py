@@ -63,11 +63,11 @@ def release_beam_shared_models() -> None:
   interpreter exit, and there, TensorFlow's modules already torn down, every one of
   its functions prints "Exception ignored in: AtomicFunction.__del__ ... TypeError".
   """
+  # Beam's private state, at the locked version; tests/test_local_runner.py fails
+  # if an upgrade moves it.
   from apache_beam.utils import shared
-  shared_map = getattr(shared, "_shared_map", None)
-  if shared_map is not None and hasattr(shared_map, "_keepalive"):
-    with shared_map._lock:
-      shared_map._keepalive = (None, None)
+  with shared._shared_map._lock:
+    shared._shared_map._keepalive = (None, None)
   gc.collect()
 
 
