@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(VENV)/bin/aitm run
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -v -rs --durations=15
+	$(VENV)/bin/python -m pytest -v -rs --durations=15 -n auto --dist loadgroup
 
 # Re-resolve requirements.in into requirements.lock (needs uv: pip install uv).
 lock:

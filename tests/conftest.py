@@ -14,6 +14,15 @@ from models.autograph_rules import skip_tf_keras  # noqa: E402
 
 skip_tf_keras()  # as the Trainer does; halves the time of tests that save models
 
+def pytest_collection_modifyitems(items):
+  """`make test` runs on every core (pytest-xdist, --dist loadgroup): the tests
+  that need the session's pipeline run share one worker, so it runs once, and
+  every other module stays on one worker, so its module fixtures run once."""
+  for item in items:
+    group = "pipeline_run" if "pipeline_run" in item.fixturenames else item.module.__name__
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
 E2E_ROWS = 20_000
 E2E_SEED = 11
 # The session run's training overrides: seeded, so a retrain can reproduce its model.
