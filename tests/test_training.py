@@ -3,15 +3,19 @@ import pytest
 import os
 
 from models.config import load_config
-from models.training import (DEFAULT_LEARNING_RATE, FINAL_SHARE, MAX_EPOCHS, TARGET_STEPS,
-                             WARMUP_SHARE, TrainingConfig, learning_rate, make_optimizer)
+from models.training import (DEFAULT_LEARNING_RATE, FINAL_SHARE, MAX_EPOCHS, MAX_GLOBAL_BATCH,
+                             MIN_GLOBAL_BATCH, TARGET_STEPS, WARMUP_SHARE, TrainingConfig,
+                             learning_rate, make_optimizer)
 from pipeline import configs
 
 
 def test_small_data_gets_small_batches_and_more_epochs():
   small = TrainingConfig().sized_for(16_000)
   large = TrainingConfig().sized_for(2_000_000)
-  assert small.batch_size == 256 and large.batch_size == 4096
+  assert small.batch_size == MIN_GLOBAL_BATCH == 256
+  assert large.batch_size == MAX_GLOBAL_BATCH == 1024
+  assert TrainingConfig().sized_for(100_000).batch_size == 1024   # 100k / 100, rounded
+  assert TrainingConfig().sized_for(50_000).batch_size == 512
   assert small.max_epochs > large.max_epochs
   assert small.max_epochs == MAX_EPOCHS  # the cap: 63 steps an epoch would want 24 epochs
   assert large.max_epochs * -(-2_000_000 // large.batch_size) >= TARGET_STEPS
