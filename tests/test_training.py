@@ -17,7 +17,7 @@ def test_small_data_gets_small_batches_and_more_epochs():
   assert TrainingConfig().sized_for(100_000).batch_size == 1024   # 100k / 100, rounded
   assert TrainingConfig().sized_for(50_000).batch_size == 512
   assert small.max_epochs > large.max_epochs
-  assert small.max_epochs == MAX_EPOCHS  # the cap: 63 steps an epoch would want 24 epochs
+  assert small.max_epochs == MAX_EPOCHS  # the cap: 63 steps an epoch would want 64 epochs
   assert large.max_epochs * -(-2_000_000 // large.batch_size) >= TARGET_STEPS
 
 
