@@ -14,6 +14,7 @@ from models.autograph_rules import skip_tf_keras  # noqa: E402
 
 skip_tf_keras()  # as the Trainer does; halves the time of tests that save models
 
+
 def pytest_collection_modifyitems(items):
   """`make test` runs on every core (pytest-xdist, --dist loadgroup): the tests
   that need the session's pipeline run share one worker, so it runs once, and
