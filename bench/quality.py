@@ -182,25 +182,30 @@ def _well_specified(train, evaluation, test, seed):
   reach, where the oracle rows need the true parameters."""
   import tensorflow as tf
 
-  def text(cols, c):
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in cols[c]])
-
   columns = ["pid", "adgroup_id", "cate_id", "customer", "brand", "user_id", "cms_segid",
              "cms_group_id", "age_level", "final_gender_code", "pvalue_level",
              "shopping_level", "occupation", "new_user_class_level", "price"]
-  vocab = {c: {v: i + 1 for i, v in enumerate(np.unique(text(train, c)))} for c in columns}
+  tag_lists = {"cate_id": "tag_category_list", "brand": "tag_brand_list"}
 
-  def inputs(cols):
-    x = {c: np.array([vocab[c].get(v, 0) for v in text(cols, c)], np.int64) for c in columns}
-    x["pvalue_x_price"] = x["pvalue_level"] * 100 + x["price"]
-    matches = [[a in tags.split("|") for a, tags in zip(text(cols, ad), text(cols, tag))]
-               for ad, tag in (("cate_id", "tag_category_list"), ("brand", "tag_brand_list"))]
-    x["tag_matches"] = np.array(matches, np.float32).T
+  def as_text(cols):  # ExampleGen's read-back gives bytes; decoded once per split
+    return {c: np.array([v.decode() if isinstance(v, bytes) else str(v) for v in cols[c]])
+            for c in columns + list(tag_lists.values())}
+
+  train_text = as_text(train)
+  vocab = {c: {v: i + 1 for i, v in enumerate(np.unique(train_text[c]))} for c in columns}
+  rows = {c: len(vocab[c]) + 1 for c in columns}   # 0: a value train never saw
+  rows["pvalue_x_price"] = rows["pvalue_level"] * rows["price"]
+
+  def inputs(text):
+    x = {c: np.array([vocab[c].get(v, 0) for v in text[c]], np.int64) for c in columns}
+    x["pvalue_x_price"] = x["pvalue_level"] * rows["price"] + x["price"]
+    x["tag_matches"] = np.array(
+        [[a in tags.split("|") for a, tags in zip(text[ad], text[tag])]
+         for ad, tag in tag_lists.items()], np.float32).T
     return x
 
-  x_train, x_eval, x_test = inputs(train), inputs(evaluation), inputs(test)
-  rows = {c: int(max(v.max() for v in (x_train[c], x_eval[c], x_test[c]))) + 1
-          for c in x_train if c != "tag_matches"}
+  x_train, x_eval, x_test = (inputs(train_text), inputs(as_text(evaluation)),
+                             inputs(as_text(test)))
   tf.keras.utils.set_random_seed(seed)
   layer_in = {c: tf.keras.Input(shape=(2,) if c == "tag_matches" else (),
                                 dtype=tf.float32 if c == "tag_matches" else tf.int64, name=c)
