@@ -18,6 +18,14 @@ Most of the signal sits in columns seen thousands of times; the per-user and
 per-ad parts (USER_NOISE, AD_NOISE) can only be learned from an entity's own
 few impressions, so even a perfect learner stays below the oracle on small data.
 
+Impressions repeat user-ad pairs, as real display-ad logs do (one row per
+impression, as Taobao's `raw_sample`): each user has a few ads of their own
+(`Repeats.pool_mean` on average, drawn by ad popularity) that take
+`Repeats.share` of the user's impressions, shown again and again; the rest are
+drawn from all ads. Every impression's labels are drawn anew from the same
+true probabilities, so copies of one feature vector carry different labels.
+`Repeats(share=0)` gives the world without repeated pairs, draw for draw.
+
 `buy=1` only where `clk=1`. The base rates are solved for so that about 5% of
 impressions are clicked and about 0.5% bought. The true probabilities can be
 written beside the data, so a benchmark can compare a model with the oracle.
@@ -58,6 +66,28 @@ AD_NOISE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
+class Repeats:
+  """How a user's impressions concentrate on a few ads.
+
+  Taobao's display-ad logs (Tianchi dataset 56, raw_sample) show 26.6M
+  impressions to 1.14M users of 846k ads in 8 days: 23 impressions per user and
+  31 per ad (this world: 20 and 40). How many of a user's impressions repeat an
+  ad is not in the published statistics; half of them, on about 3 ads of the
+  user's own, is this project's choice (see the README's "Data")."""
+  share: float = 0.5      # of each user's impressions, shown one of the user's own ads
+  pool_mean: float = 3.0  # ads of a user's own: 1 + Poisson(pool_mean - 1)
+
+  def __post_init__(self):
+    if not 0 <= self.share <= 1:
+      raise ValueError(f"Repeats.share must be in [0, 1], got {self.share}")
+    if self.pool_mean < 1:
+      raise ValueError(f"Repeats.pool_mean must be at least 1, got {self.pool_mean}")
+
+
+NO_REPEATS = Repeats(share=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Rates:
   click: float = 0.05
   buy: float = 0.005
@@ -95,13 +125,28 @@ def _popularity(n: int, exponent: float) -> np.ndarray:
   return weights / weights.sum()
 
 
+def _repeat_pairs(rng, user: np.ndarray, ad: np.ndarray, n_users: int,
+                  ad_of_rank: np.ndarray, ad_popularity: np.ndarray,
+                  repeats: Repeats) -> np.ndarray:
+  """`ad` with `repeats.share` of every user's impressions moved to the user's own
+  few ads. Its own random stream, so the rest of the world is drawn as without
+  repeats."""
+  pool_size = 1 + rng.poisson(repeats.pool_mean - 1, n_users)
+  pools = ad_of_rank[rng.choice(len(ad_of_rank), size=(n_users, pool_size.max()),
+                                p=ad_popularity)]
+  from_pool = rng.random(len(user)) < repeats.share
+  slot = np.minimum((rng.random(len(user)) * pool_size[user]).astype(int),
+                    pool_size[user] - 1)
+  return np.where(from_pool, pools[user, slot], ad)
+
+
 def price_level(price: np.ndarray) -> np.ndarray:
   """Prices -> levels 0..49, 8 levels per e-fold of price."""
   return np.clip(np.floor((np.log1p(price) - 1.0) * 8), 0, PRICE_LEVELS - 1).astype(int)
 
 
 def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool = False,
-             personal_parts: bool = True):
+             personal_parts: bool = True, repeats: Repeats = Repeats()):
   """Returns (columns dict of per-row values, {"clk": p, ["cart": p,] "buy": p}).
 
   The probabilities are the true P(step | impression) of each row. With
@@ -172,13 +217,17 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
 
   # Impressions: popular users and ads are seen more often, by a power law whose
   # head is flattened (rank + 10): a plain Zipf draw gave one user a quarter of
-  # all impressions, so most rows were exact copies of each other, and since
-  # ExampleGen's hash split keeps copies together, the eval split was a lottery.
+  # all impressions.
   user = rng.choice(n_users, size=rows, p=_popularity(n_users, 1.1))
   user = rng.permutation(n_users)[user]
-  ad = rng.choice(n_ads, size=rows, p=_popularity(n_ads, 1.0))
-  ad = rng.permutation(n_ads)[ad]
+  ad_popularity = _popularity(n_ads, 1.0)
+  ad = rng.choice(n_ads, size=rows, p=ad_popularity)
+  ad_of_rank = rng.permutation(n_ads)
+  ad = ad_of_rank[ad]
   pid = rng.integers(0, 2, rows)
+  if repeats.share > 0:
+    ad = _repeat_pairs(np.random.default_rng([seed, 1]), user, ad, n_users,
+                       ad_of_rank, ad_popularity, repeats)
 
   cate_match = np.array([c in s for c, s in zip(ad_cate[ad], (cate_sets[u] for u in user))])
   brand_match = np.array([b in s for b, s in zip(ad_brand[ad], (brand_sets[u] for u in user))])
@@ -258,10 +307,10 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
 
 def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
               truth_path: Optional[str] = None, file_name: str = "data.csv",
-              with_cart: bool = False) -> str:
+              with_cart: bool = False, repeats: Repeats = Repeats()) -> str:
   """Writes `out_dir/file_name` with a header; optionally the true probabilities
   (columns p_click[,p_cart],p_buy)."""
-  cols, truth = generate(rows, seed, rates, with_cart)
+  cols, truth = generate(rows, seed, rates, with_cart, repeats=repeats)
   header = columns(with_cart)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, file_name)
@@ -284,7 +333,7 @@ _SHIFTABLE = ("price",)
 
 def write_spans(out_dir: str, rows: int, spans: int, seed: int = 0,
                 shift: Optional[Tuple[str, float]] = None, shift_from: int = 2,
-                with_cart: bool = False) -> List[str]:
+                with_cart: bool = False, repeats: Repeats = Repeats()) -> List[str]:
   """Writes `out_dir/span-1/data.csv` .. `span-<spans>/data.csv`, `rows` each: the
   consecutive impressions of one world (one seed), as days of one site's logs.
 
@@ -293,7 +342,7 @@ def write_spans(out_dir: str, rows: int, spans: int, seed: int = 0,
   schema's domain still holds: a change of distribution, not of the contract)."""
   if spans < 1:
     raise ValueError(f"spans must be at least 1, got {spans}")
-  cols, _ = generate(rows * spans, seed, with_cart=with_cart)
+  cols, _ = generate(rows * spans, seed, with_cart=with_cart, repeats=repeats)
   header = columns(with_cart)
   if shift is not None:
     column, factor = shift

@@ -105,3 +105,38 @@ def test_truth_without_personal_parts_keeps_rows_and_ranks_below_the_oracle():
     assert np.all(shared["buy"] <= shared["clk"])
   with pytest.raises(ValueError, match="personal_parts"):
     taobao.generate(1000, with_cart=True, personal_parts=False)
+
+
+def test_impressions_repeat_user_ad_pairs_with_labels_drawn_anew():
+  from collections import Counter
+  cols, truth = taobao.generate(100_000, seed=3)
+  plain, plain_truth = taobao.generate(100_000, seed=3, repeats=taobao.NO_REPEATS)
+  pairs = list(zip(cols["user_id"], cols["adgroup_id"]))
+  plain_pairs = list(zip(plain["user_id"], plain["adgroup_id"]))
+  shared, plain_shared = Counter(pairs), Counter(plain_pairs)
+  # Most rows share their user-ad pair with another row; without repeats, about a third.
+  assert np.mean([shared[p] > 1 for p in pairs]) > 0.5
+  assert np.mean([plain_shared[p] > 1 for p in plain_pairs]) < 0.4
+  # Each user's impressions concentrate on a few ads: a user's most shown ad takes
+  # a larger share of the user's impressions than without repeats.
+  def top_share(rows):
+    by_user = {}
+    for user, ad in rows:
+      by_user.setdefault(user, Counter())[ad] += 1
+    heavy = [c for c in by_user.values() if sum(c.values()) >= 20]
+    return np.mean([max(c.values()) / sum(c.values()) for c in heavy])
+  assert top_share(pairs) > top_share(plain_pairs) + 0.05
+  # Copies of one impression carry different labels: drawn anew from the same
+  # probability, which is the same for every copy.
+  clicks = {}
+  for i, key in enumerate(zip(pairs, cols["pid"])):
+    clicks.setdefault(key, []).append(i)
+  copies = [rows for rows in clicks.values() if len(rows) >= 20]
+  assert copies
+  assert any(0 < np.mean([cols["clk"][i] for i in rows]) < 1 for rows in copies)
+  assert all(np.ptp(truth["clk"][rows]) < 1e-12 for rows in copies)
+  # The rates hold; users, prices and the rest of the world are drawn as without repeats.
+  assert 0.04 < np.mean(cols["clk"]) < 0.06 and 0.0035 < np.mean(cols["buy"]) < 0.0065
+  assert cols["user_id"] == plain["user_id"] and cols["pid"] == plain["pid"]
+  with pytest.raises(ValueError, match="share"):
+    taobao.Repeats(share=1.5)
