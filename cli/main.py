@@ -29,6 +29,10 @@ _DATA_ERROR = re.compile(r"(Bad input[^\n]*|(?:ExampleValidator found anomalies|
 
 def _generate_data(args):
   from datagen import taobao
+  try:
+    repeats = taobao.Repeats(share=args.repeat_share)
+  except ValueError as e:
+    sys.exit(f"error: --repeat-share: {e}")
   if args.spans:
     if args.truth:
       sys.exit("error: --truth is written for a single file, not with --spans")
@@ -43,7 +47,8 @@ def _generate_data(args):
         sys.exit(f"error: --shift {args.shift!r}: write FEATURE=FACTOR, e.g. price=3")
     try:
       paths = taobao.write_spans(args.out, args.rows, args.spans, args.seed, shift=shift,
-                                 shift_from=args.shift_from_span, with_cart=args.with_cart)
+                                 shift_from=args.shift_from_span, with_cart=args.with_cart,
+                                 repeats=repeats)
     except ValueError as e:
       sys.exit(f"error: {e}")
     print(f"wrote {args.spans} spans of {args.rows:,} rows to {args.out}/span-1 .. "
@@ -53,7 +58,7 @@ def _generate_data(args):
   if args.shift:
     sys.exit("error: --shift needs --spans")
   path = taobao.write_csv(args.out, args.rows, args.seed, truth_path=args.truth,
-                          with_cart=args.with_cart)
+                          with_cart=args.with_cart, repeats=repeats)
   print(f"wrote {args.rows:,} rows to {path}")
 
 
@@ -99,22 +104,36 @@ def _explain_failure(e: Exception):
 
 
 def _span_settings(args, data):
-  """create_pipeline's span arguments for --data (span-N/ directories or plain CSVs)."""
+  """create_pipeline's span and split arguments for --data (span-N/ directories or plain
+  CSVs) and --split."""
+  from components.label_blind_split import Split
   from pipeline.spans import spans_in
   found = spans_in(data) if args.data_format == "csv" else []
+  split = args.split
   if not found:
-    if args.span is not None or args.train_spans > 1:
-      sys.exit(f"error: --span and --train-spans need --data with span-N/ directories; "
-               f"{data} has none")
-    return {}
+    if args.span is not None or args.train_spans is not None or split.kind == "span":
+      sys.exit(f"error: --span, --train-spans and --split span need --data with span-N/ "
+               f"directories; {data} has none")
+    return {"split": split}
   if args.span is not None and args.span not in found:
     sys.exit(f"error: --span {args.span}: {data} has spans {', '.join(map(str, found))}")
   span = args.span if args.span is not None else found[-1]
+  if split.kind == "span":
+    split = Split("span", span=args.span, train_spans=args.train_spans)
+    earlier = [s for s in found if s < span][-(args.train_spans or len(found)):]
+    if not earlier:
+      sys.exit(f"error: --split span evaluates span {span} on a model trained on the spans "
+               f"before it, and {data} has none before it")
+    print(f"{data}: spans {', '.join(map(str, found))}; split by span: span {span} evaluates, "
+          f"span(s) {', '.join(map(str, earlier))} train (ExampleGen reads them all; no "
+          "drift check)")
+    return {"split": split}
+  train_spans = args.train_spans or 1
   print(f"{data}: spans {', '.join(map(str, found))}; reading span {span}"
-        + (f", training on the last {args.train_spans} ingested spans up to it"
-           if args.train_spans > 1 else ""))
-  return dict(spans=True, span=args.span, train_spans=args.train_spans,
-              drift_check=not args.no_drift_check)
+        + (f", training on the last {train_spans} ingested spans up to it"
+           if train_spans > 1 else ""))
+  return dict(spans=True, span=args.span, train_spans=train_spans,
+              drift_check=not args.no_drift_check, split=split)
 
 
 def _run(args):
@@ -150,6 +169,7 @@ def _run(args):
       taobao.write_csv(data, args.rows, configs.DEFAULT_SEED)
   elif not os.path.isdir(data):
     sys.exit(f"error: --data {data} is not a directory of CSV files")
+  _check_split(args.split, config)
   span_args = _span_settings(args, data)
 
   start = time.time()
@@ -212,9 +232,12 @@ def _compare(args):
 
   if not os.path.isdir(args.data):
     sys.exit(f"error: --data {args.data} is not a directory of CSV files")
+  for config in configs_:
+    _check_split(args.split, config)
   try:
     scores = compare.compare(configs_, data_root=args.data, pipeline_root=args.pipeline_root,
-                             training=training, beam_pipeline_args=beam_args)
+                             training=training, beam_pipeline_args=beam_args,
+                             split=args.split)
   except ValueError as e:
     sys.exit(f"error: {e}")
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
@@ -268,6 +291,36 @@ def _warm_start_argument(parser, base):
                       "saying why")
 
 
+def _split_argument(parser):
+  parser.add_argument("--split", type=_split, default=configs.SPLIT,
+                      metavar="row|span|columns=NAME[,NAME]",
+                      help="how ExampleGen cuts train from eval, never by the labels: row "
+                      "(default; 4:1 by each row's file and place), columns=user_id (rows "
+                      "sharing those values stay together: users the model never saw), "
+                      "span (--data holds span-N/: the newest span evaluates, the ones "
+                      "before it train)")
+
+
+def _check_split(split, config):
+  try:
+    split.check_columns([c.name for c in config.columns], config.labels, config.source)
+  except ValueError as e:
+    sys.exit(f"error: --split: {e}")
+
+
+def _split(text):
+  from components.label_blind_split import Split
+  try:
+    return Split.parse(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _default_repeat_share():
+  from datagen.taobao import Repeats
+  return Repeats().share
+
+
 def _positive_int(text):
   value = int(text)
   if value < 1:
@@ -317,6 +370,7 @@ def _schedule_kfp(args):
 def _compile_kfp(args):
   from kubeflow.runner import compile_pipeline
   config, = _load_configs([args.config])
+  _check_split(args.split, config)
   try:
     path = compile_pipeline(config=config, output_file=args.output, image=args.image,
                             pipeline_root=args.pipeline_root, data_root=args.data,
@@ -325,7 +379,7 @@ def _compile_kfp(args):
                             beam_pipeline_args=_beam_args(args, configs.BEAM_PIPELINE_ARGS),
                             vertex_training=_vertex_training(args),
                             keep_versions=args.keep_versions, spans=args.spans,
-                            warm_start=args.warm_start)
+                            warm_start=args.warm_start, split=args.split)
   except ValueError as e:
     sys.exit(f"error: {e}")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
@@ -437,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --spans: multiply a numeric feature (price) from "
                    "--shift-from-span on, clipped to its range")
   gen.add_argument("--shift-from-span", type=_positive_int, default=2)
+  gen.add_argument("--repeat-share", type=float, default=_default_repeat_share(),
+                   help="share of each user's impressions that go to a few ads of the "
+                   "user's own, shown again and again (default %(default)s; 0: no repeated "
+                   "user-ad pairs beyond chance)")
   gen.set_defaults(func=_generate_data)
 
   run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
@@ -465,10 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.add_argument("--span", type=int, help="with --data holding span-N/ directories: the "
                    "span to read (default: the newest)")
-  run.add_argument("--train-spans", type=_positive_int, default=1,
-                   help="train on the last K spans ingested up to this one (default 1)")
+  run.add_argument("--train-spans", type=_positive_int,
+                   help="train on the last K spans ingested up to this one (default 1); "
+                   "with --split span, the K spans before the evaluated one (default all)")
   run.add_argument("--no-drift-check", action="store_true",
                    help="accept a span whose distribution moved from the previous span's")
+  _split_argument(run)
   _warm_start_argument(run, "the latest blessed model trained on other data")
   _keep_versions_argument(run)
   _beam_arguments(run, "in-process DirectRunner, one worker")
@@ -481,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EasyRec configs of one funnel (default: AITM and its peers)")
   cmp.add_argument("--schema", default=configs.SCHEMA_PATH)
   cmp.add_argument("--pipeline-root", default=configs.DEFAULT_COMPARE_ROOT)
+  _split_argument(cmp)
   _training_arguments(cmp)
   _beam_arguments(cmp, "in-process DirectRunner, one worker")
   cmp.set_defaults(func=_compare)
@@ -513,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "directories: each run reads the newest (no drift check or training "
                    "window on Kubeflow)")
   _warm_start_argument(kfp, "the latest blessed model")
+  _split_argument(kfp)
   kfp.add_argument("--train-workers", type=int, help="run the Trainer as a Vertex AI custom "
                    "job on this many workers (the chief included; the config must set "
                    "train_distribute: MultiWorkerMirroredStrategy when more than 1)")

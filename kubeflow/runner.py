@@ -25,6 +25,7 @@ import yaml
 from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from components.label_blind_split import Split
 from models.config import PipelineConfig
 from pipeline import beam_options, configs
 from pipeline.pipeline import create_pipeline
@@ -46,7 +47,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
                      vertex_training: Optional[VertexTraining] = None,
                      keep_versions: Optional[int] = configs.KEEP_VERSIONS,
-                     spans: bool = False, warm_start: bool = configs.WARM_START) -> str:
+                     spans: bool = False, warm_start: bool = configs.WARM_START,
+                     split: Split = configs.SPLIT) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
@@ -62,7 +64,9 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
   `warm_start`: the Trainer's base_model is the latest blessed model (TFX's
   stock LatestBlessedModelStrategy, which KubeflowV2DagRunner compiles); unlike
   a local run's, it may be a model trained on the same data, when a run is
-  repeated on a span.
+  repeated on a span. `split`: ExampleGen's train/eval split
+  (components/label_blind_split.py); a split by span needs no resolver, so it
+  compiles: each run reads every span under data_root, the newest evaluates.
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
@@ -89,7 +93,7 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       training=training, train_args=parameters["train_args"],
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
       vertex_training=vertex_training, keep_versions=keep_versions, spans=spans,
-      drift_check=False, warm_start=warm_start)
+      drift_check=False, warm_start=warm_start, split=split)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

@@ -14,9 +14,10 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence
 
+from components.label_blind_split import Split
 from models.config import PipelineConfig
 from models.trainer import SUMMARY_FILE
-from pipeline.configs import BEAM_PIPELINE_ARGS
+from pipeline.configs import BEAM_PIPELINE_ARGS, SPLIT
 from pipeline.local_runner import run_local
 
 PIPELINE_NAME = "aitm-compare"
@@ -38,10 +39,11 @@ def _label(config: PipelineConfig) -> str:
 def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root: str,
             training: Optional[dict] = None, pipeline_name: str = PIPELINE_NAME,
             beam_pipeline_args: Sequence[str] = BEAM_PIPELINE_ARGS,
-            evaluate: bool = True) -> List[ModelScore]:
+            evaluate: bool = True, split: Split = SPLIT) -> List[ModelScore]:
   """Runs each config up to the Evaluator; `pipeline_name` and `pipeline_root` decide
   which earlier runs' outputs the cache may reuse. Without `evaluate`, up to the
-  Trainer, and the AUCs are the Trainer's own on the eval split (its best epoch)."""
+  Trainer, and the AUCs are the Trainer's own on the eval split (its best epoch).
+  `split`: ExampleGen's train/eval split, the same for every model."""
   tasks = [t.name for t in configs[0].tasks]
   for config in configs[1:]:
     if [t.name for t in config.tasks] != tasks:
@@ -52,7 +54,8 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
     summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
                         pipeline_name=pipeline_name, training=training, push=False,
-                        evaluate=evaluate, beam_pipeline_args=beam_pipeline_args)
+                        evaluate=evaluate, beam_pipeline_args=beam_pipeline_args,
+                        split=split)
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
       trained = json.load(f)
     auc = summary.auc if evaluate else trained["eval_auc"]

@@ -2,6 +2,9 @@
 
 import os
 
+from components import label_blind_split
+from components.label_blind_split import Split
+
 PIPELINE_NAME = "aitm"
 MODEL_NAME = "aitm"
 # Complete versions the Pusher keeps in <serving_dir>/<model_name> (older ones are
@@ -27,8 +30,10 @@ CONFIG_PATH = os.path.join(PROJECT_DIR, "configs", "aitm_taobao.config")
 # What `aitm compare` trains by default: AITM and its peers, one funnel, same features.
 PEER_CONFIGS = tuple(os.path.join(PROJECT_DIR, "configs", f"{name}.config") for name in (
     "aitm_taobao", "shared_bottom", "esmm", "mmoe", "ple"))
-# ExampleGen's hash split of the input: 4 parts train, 1 part eval.
-TRAIN_BUCKETS, EVAL_BUCKETS = 4, 1
+# ExampleGen's split of the input (components/label_blind_split.py): by row, 4 parts
+# train, 1 part eval, the labels never read.
+SPLIT = Split()
+TRAIN_BUCKETS, EVAL_BUCKETS = label_blind_split.TRAIN_BUCKETS, label_blind_split.EVAL_BUCKETS
 # In-process Beam: no Prism/portable runner, nothing downloaded at run time. Also
 # the Kubeflow default, inside each component's pod (pipeline.beam_options for more).
 BEAM_PIPELINE_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from components.label_blind_split import Split
 from models.config import PipelineConfig
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
@@ -124,6 +125,7 @@ def run_local(
     train_spans: int = 1,
     drift_check: bool = True,
     warm_start: bool = configs.WARM_START,
+    split: Split = configs.SPLIT,
 ) -> RunSummary:
   """Runs the whole pipeline; raises on failure (nothing is pushed then).
 
@@ -134,6 +136,7 @@ def run_local(
   `beam_pipeline_args` go to every Beam-powered component (pipeline.beam_options).
   `warm_start`: the Trainer starts from the latest blessed model trained on
   other data, when the architecture matches (pipeline.create_pipeline).
+  `split`: ExampleGen's train/eval split (components/label_blind_split.py).
   """
   check_schema(config, schema_path)
   pipeline_root = os.path.abspath(pipeline_root)
@@ -163,6 +166,7 @@ def run_local(
       train_spans=train_spans,
       drift_check=drift_check,
       warm_start=warm_start,
+      split=split,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   try:
@@ -170,4 +174,4 @@ def run_local(
       tfx.orchestration.LocalDagRunner().run(pipeline)
   finally:
     release_beam_shared_models()
-  return summarize(metadata_path(pipeline_root))
+  return summarize(metadata_path(pipeline_root), labels=config.labels)

@@ -19,13 +19,16 @@ from components.aliccp_example_gen import check_config as check_aliccp_config
 from components.anomalies_gate import AnomaliesGate
 from components import serving_pusher
 from components.csv_example_gen import executor as csv_executor
+from components.label_blind_split import Split
+from components.split_executor import output_config as split_output_config
 from models import preprocessing
 from models import trainer as trainer_module
 from models.config import PipelineConfig
 from models.eval_config import make_eval_config
 from models.training import TrainingConfig
 from pipeline import configs
-from pipeline.spans import SPAN_PATTERN, PreviousSpanStrategy, SpanWindowStrategy, drift_config
+from pipeline.spans import (ALL_SPANS_PATTERN, SPAN_PATTERN, PreviousSpanStrategy,
+                            SpanWindowStrategy, drift_config)
 
 if TYPE_CHECKING:
   from pipeline.vertex_training import VertexTraining
@@ -142,6 +145,7 @@ def create_pipeline(
     train_spans: int = 1,
     drift_check: bool = True,
     warm_start: bool = configs.WARM_START,
+    split: Split = configs.SPLIT,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher (to `<serving_dir>/<model_name>/<version>`).
@@ -171,6 +175,12 @@ def create_pipeline(
   "aliccp" (Ali-CCP's raw skeleton and common-features files,
   components/aliccp_example_gen; the config must declare its columns).
 
+  `split` (components/label_blind_split.py): how ExampleGen cuts train and eval
+  without reading the labels: by row (4:1, the default), by columns, or by span
+  (`data_root` holds span-N/ directories, ExampleGen reads them all, the newest
+  evaluates, the ones before it train; not with `spans`, whose runs ingest one
+  span each).
+
   `data_root`, `train_args` and `push_destination` may be RuntimeParameters
   (Kubeflow: set when a run is submitted; the last two as JSON of their
   protos). By default the Trainer gets the train split, the step budget of the
@@ -197,13 +207,19 @@ def create_pipeline(
     raise ValueError("span needs spans=True (data_root holding span-N directories)")
   if train_spans < 1 or (train_spans > 1 and not spans):
     raise ValueError(f"train_spans {train_spans}: at least 1, and more only with spans")
+  if split.kind == "span" and spans:
+    raise ValueError("a split by span reads every span in one run; spans=True ingests one "
+                     "span per run: use one or the other")
   if data_format == "aliccp":
     if spans:
       raise ValueError("spans are read from CSV data only")
     check_aliccp_config(config)
-    example_gen = aliccp_example_gen(data_root)
+    example_gen = aliccp_example_gen(data_root, split=split)
   elif data_format == "csv":
     span_args = {}
+    if split.kind == "span":
+      span_args["input_config"] = example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name="single_split", pattern=ALL_SPANS_PATTERN)])
     if spans:
       span_args["input_config"] = example_gen_pb2.Input(splits=[
           example_gen_pb2.Input.Split(name="single_split", pattern=SPAN_PATTERN)])
@@ -213,12 +229,9 @@ def create_pipeline(
                                                       end_span_number=span))
     example_gen = FileBasedExampleGen(
         input_base=data_root, **span_args,
-        custom_config=csv_executor.example_gen_custom_config(config),
+        custom_config=csv_executor.example_gen_custom_config(config, split),
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_executor.Executor),
-        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=configs.TRAIN_BUCKETS),
-            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=configs.EVAL_BUCKETS),
-        ])))
+        output_config=split_output_config(configs.TRAIN_BUCKETS, configs.EVAL_BUCKETS))
   else:
     raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

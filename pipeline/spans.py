@@ -22,7 +22,6 @@ compiles only TFX's latest-artifact and latest-blessed-model strategies.
 """
 
 import os
-import re
 from typing import Dict, List, Optional
 
 from tfx import v1 as tfx
@@ -30,10 +29,13 @@ from tfx.proto import distribution_validator_pb2
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-SPAN_DIR = re.compile(r"^span-(\d+)$")
+from components.label_blind_split import SPAN_DIR
+
 # ExampleGen's input pattern: the driver substitutes the newest span number (or
 # the one its range_config names) for {SPAN}.
 SPAN_PATTERN = "span-{SPAN}/*"
+# Every span's files, for a split by span (components/label_blind_split.py).
+ALL_SPANS_PATTERN = "span-*/*"
 
 
 def spans_in(data_root: str) -> List[int]:

@@ -20,6 +20,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from components.aliccp_example_gen import (PAPER_FIELDS, aliccp_example_gen, check_config,
                                            emitted_columns, executor, raw_format)
 from components.csv_example_gen.csv_parser import BadInputError
+from components.label_blind_split import Split
 from models.config import ConfigError, load_config, parse_config
 from pipeline import configs
 
@@ -211,6 +212,48 @@ def test_split_is_four_to_one(aliccp_run):
   train, evaluation = len(read_split(examples, "train")), len(read_split(examples, "eval"))
   assert train + evaluation == 424
   assert 0.72 < train / 424 < 0.88  # 4:1 by hash; 0.8 +- 4 standard deviations
+
+
+def test_the_split_never_reads_the_labels(aliccp_run, tmp_path_factory):
+  """The same samples with other labels (clicks flipped where nothing was bought) land
+  in the same splits: a sample's split is its skeleton file and sample_id."""
+  _, _, _, examples = aliccp_run
+  raw = os.path.dirname(glob.glob(os.path.join(
+      str(tmp_path_factory.getbasetemp()), "aliccp_raw*", "sample_skeleton_train.csv"))[0])
+  flipped = tmp_path_factory.mktemp("aliccp_flipped")
+  for name in os.listdir(raw):
+    with open(os.path.join(raw, name), newline="") as f:
+      lines = f.read().splitlines(keepends=True)
+    if name.startswith("sample_skeleton_"):
+      out = []
+      for line in lines:
+        parts = line.split(",", 3)
+        if parts[2] == "0":
+          parts[1] = "1" if parts[1] == "0" else "0"
+        out.append(",".join(parts))
+      lines = out
+    with open(flipped / name, "w", newline="") as f:
+      f.write("".join(lines))
+  _, again = run_example_gen(str(flipped), str(tmp_path_factory.mktemp("aliccp_again")))
+  for split in ("train", "eval"):
+    before, after = read_split(examples, split), read_split(again, split)
+    assert sorted(before) == sorted(after)
+    assert any(before[item]["click"] != after[item]["click"] for item in before)
+
+
+def test_split_by_user_keeps_each_user_on_one_side(tmp_path):
+  raw = tmp_path / "raw"
+  raw.mkdir()
+  write_pair(str(raw), "train", random.Random(8), samples=200, dropped=0)
+  _, examples = run_example_gen(str(raw), str(tmp_path / "out"),
+                                split=Split.parse("columns=user_id"))
+  users = {split: {v["user_id"][0] for v in read_split(examples, split).values()}
+           for split in ("train", "eval")}
+  assert users["train"] and users["eval"] and not users["train"] & users["eval"]
+  with pytest.raises(ValueError, match="Ali-CCP has no spans"):
+    aliccp_example_gen(str(raw), split=Split("span"))
+  with pytest.raises(ValueError, match="never depend on the labels"):
+    aliccp_example_gen(str(raw), split=Split.parse("columns=click"))
 
 
 def test_factory_builds_the_csv_example_gens_split_or_keeps_aliccps_own():

@@ -56,3 +56,39 @@ def test_serve_and_predict_refuse_bad_arguments_with_a_named_reason(tmp_path):
   nobody = _aitm("predict", "--server", "127.0.0.1:1", "--input", str(rows), "--timeout", "2",
                  cwd=configs.PROJECT_DIR)
   assert nobody.returncode == 1 and "UNAVAILABLE" in nobody.stderr.splitlines()[-1]
+
+
+def test_split_settings_are_refused_with_the_reason(tmp_path):
+  label = _aitm("run", "--split", "columns=clk", "--data", str(tmp_path),
+                "--pipeline-root", str(tmp_path / "root"), cwd=configs.PROJECT_DIR)
+  assert label.returncode == 1
+  assert label.stderr.strip().splitlines()[-1].endswith(
+      "the split can't hash the label 'clk': a split must never depend on the labels")
+  unknown = _aitm("run", "--split", "nonsense", cwd=configs.PROJECT_DIR)
+  assert unknown.returncode == 2 and "expected row, span or columns=NAME" in unknown.stderr
+  no_spans = _aitm("run", "--split", "span", "--data", str(tmp_path),
+                   "--pipeline-root", str(tmp_path / "root"), cwd=configs.PROJECT_DIR)
+  assert no_spans.returncode == 1 and "need --data with span-N/ directories" in no_spans.stderr
+  (tmp_path / "span-1").mkdir()
+  first = _aitm("run", "--split", "span", "--data", str(tmp_path),
+                "--pipeline-root", str(tmp_path / "root"), cwd=configs.PROJECT_DIR)
+  assert first.returncode == 1 and "has none before it" in first.stderr
+  assert not os.path.exists(tmp_path / "root")
+
+
+def test_generate_data_repeats_impressions_unless_told_not_to(tmp_path):
+  import csv
+  from collections import Counter
+  shares = {}
+  for share in ("0.5", "0"):
+    out = tmp_path / share
+    result = _aitm("generate-data", "--out", str(out), "--rows", "5000", "--repeat-share",
+                   share, cwd=configs.PROJECT_DIR)
+    assert result.returncode == 0, result.stderr
+    with open(out / "data.csv") as f:
+      pairs = Counter((row["user_id"], row["adgroup_id"]) for row in csv.DictReader(f))
+    shares[share] = sum(n for n in pairs.values() if n > 1) / 5000
+  assert shares["0.5"] > shares["0"] + 0.15
+  bad = _aitm("generate-data", "--out", str(tmp_path / "x"), "--repeat-share", "2",
+              cwd=configs.PROJECT_DIR)
+  assert bad.returncode == 1 and "--repeat-share" in bad.stderr

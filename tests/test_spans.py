@@ -374,3 +374,23 @@ def test_another_architecture_starts_fresh_and_says_why(span_runs, capsys):
   # It still trains and exports, and leaves its own warm_start/ for the next run.
   assert os.path.exists(os.path.join(model.uri, "Format-Serving", "saved_model.pb"))
   assert os.path.exists(os.path.join(model.uri, "warm_start", "manifest.json"))
+
+
+# --- the split by span ---------------------------------------------------------------
+
+def test_split_by_span_evaluates_the_newest_span_on_a_model_of_the_earlier_ones(
+    span_runs, tmp_path, capsys):
+  """`aitm run --split span --span 2` over the same spans: one ExampleGen reads spans
+  1 and 2, span 2 is the eval split the Trainer stops on and the Evaluator scores, span
+  1 the train split; span 3 is not read."""
+  from pipeline.run_summary import summarize
+  root = str(tmp_path / "pipeline")
+  aitm(["run", "--data", span_runs["kwargs"]["data_root"], "--split", "span", "--span", "2",
+        "--pipeline-root", root, "--serving-dir", str(tmp_path / "serving"), "--max-epochs", "2",
+        "--min-auc", "0", "--max-auc-drop", "1"])
+  printed = capsys.readouterr().out
+  assert "split by span: span 2 evaluates, span(s) 1 train" in printed
+  summary = summarize(os.path.join(root, "metadata.sqlite"))
+  assert summary.rows == {"train": SPAN_ROWS, "eval": SPAN_ROWS}
+  assert summary.metrics["ctr"]["example_count"] == SPAN_ROWS
+  assert summary.pushed_dir and summary.warnings == []

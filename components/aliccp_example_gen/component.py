@@ -7,9 +7,10 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.aliccp_example_gen import executor, raw_format
+from components.label_blind_split import EVAL_BUCKETS, TRAIN_BUCKETS, Split
+from components.split_executor import output_config as split_output_config
 from models.config import ConfigError, PipelineConfig
 from models.features import Column, ColumnType
-from pipeline import configs
 
 # Matches both kinds of raw file of every pair, as Tianchi ships them.
 DEFAULT_PATTERN = "*.csv"
@@ -53,11 +54,15 @@ def aliccp_example_gen(
     input_splits: Optional[Mapping[str, str]] = None,
     fields: Sequence[Tuple[str, str]] = raw_format.PAPER_FIELDS,
     chunk_bytes: int = executor.DEFAULT_CHUNK_BYTES,
+    split: Split = Split(),
+    buckets: Tuple[int, int] = (TRAIN_BUCKETS, EVAL_BUCKETS),
 ) -> FileBasedExampleGen:
   """FileBasedExampleGen over Ali-CCP's raw files under `input_base`.
 
-  By default every pair `pattern` matches is read as one input and hash-split
-  train:eval = TRAIN_BUCKETS:EVAL_BUCKETS (4:1), as the CSV ExampleGen does.
+  By default every pair `pattern` matches is read as one input and split
+  train:eval = `buckets` (4:1) without reading the labels, as the CSV ExampleGen
+  does: by `split` (components/label_blind_split.py; by row: the skeleton
+  file's name and the sample_id).
   `input_splits` (split name -> pattern) keeps Ali-CCP's own split instead, e.g.
   {"train": "*_train.csv", "eval": "*_test.csv"}; the Trainer reads the splits
   named "train" and "eval". A pattern must match the skeleton files and their
@@ -72,13 +77,10 @@ def aliccp_example_gen(
   else:
     input_config = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name="single_split", pattern=pattern)])
-    output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=configs.TRAIN_BUCKETS),
-        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=configs.EVAL_BUCKETS),
-    ]))
+    output_config = split_output_config(*buckets)
   return FileBasedExampleGen(
       input_base=input_base,
       input_config=input_config,
       output_config=output_config,
-      custom_config=executor.custom_config(fields, chunk_bytes),
+      custom_config=executor.custom_config(fields, chunk_bytes, split),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor))

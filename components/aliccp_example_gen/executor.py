@@ -32,10 +32,8 @@ import os
 from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
-import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
@@ -43,6 +41,8 @@ from tfx.types import standard_component_specs
 from components.aliccp_example_gen import raw_format
 from components.csv_example_gen.csv_parser import BadInputError
 from components.example_gen_settings import pack_text, unpack_text
+from components.label_blind_split import KeyedExample, Split
+from components.split_executor import LabelBlindSplitExecutor
 
 COUNTER_NAMESPACE = "aliccp_example_gen"
 DEFAULT_CHUNK_BYTES = 64 << 20
@@ -53,11 +53,14 @@ class Settings(NamedTuple):
   """What the executor reads from custom_config."""
   fields: Tuple[Tuple[str, str], ...]   # (field id, column name), in column order
   chunk_bytes: int
+  split: Split = Split()
 
 
 def custom_config(fields: Sequence[Tuple[str, str]] = raw_format.PAPER_FIELDS,
-                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> example_gen_pb2.CustomConfig:
-  """The settings, packed for FileBasedExampleGen(custom_config=...)."""
+                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, split: Split = Split()
+                  ) -> example_gen_pb2.CustomConfig:
+  """The settings, packed for FileBasedExampleGen(custom_config=...). A split by row
+  hashes a sample's skeleton file name and sample_id; by span is for CSV spans only."""
   fields = tuple((str(f), str(c)) for f, c in fields)
   ids, columns = [f for f, _ in fields], [c for _, c in fields]
   if len(set(ids)) != len(ids) or len(set(columns)) != len(columns):
@@ -67,14 +70,20 @@ def custom_config(fields: Sequence[Tuple[str, str]] = raw_format.PAPER_FIELDS,
                      f"({raw_format.CLICK_LABEL}, {raw_format.BUY_LABEL})")
   if chunk_bytes < 1:
     raise ValueError("chunk_bytes must be positive")
+  if split.kind == "span":
+    raise ValueError("Ali-CCP has no spans: split it by row or by columns, or keep its "
+                     "own train and test files (input_splits)")
+  split.check_columns(columns, (raw_format.CLICK_LABEL, raw_format.BUY_LABEL),
+                      "the Ali-CCP ExampleGen")
   return pack_text(json.dumps({"fields": [list(f) for f in fields],
-                               "chunk_bytes": chunk_bytes}))
+                               "chunk_bytes": chunk_bytes, "split": split.to_json()}))
 
 
 def settings_from(exec_properties: Dict[str, Any]) -> Settings:
   values = json.loads(unpack_text(exec_properties, "the Ali-CCP ExampleGen needs its "
                                   "settings: custom_config=executor.custom_config(...)"))
-  return Settings(tuple((f, c) for f, c in values["fields"]), int(values["chunk_bytes"]))
+  return Settings(tuple((f, c) for f, c in values["fields"]), int(values["chunk_bytes"]),
+                  Split.from_json(values.get("split")))
 
 
 # --- files -------------------------------------------------------------------
@@ -189,7 +198,7 @@ def _lines(raw: RawFile, start: int, end: int) -> Iterator[Tuple[int, str]]:
 
 class _ReadSkeletonChunk(beam.DoFn):
   """(skeleton file number, start, end) -> ((common file number, index), sample),
-  a sample being (skeleton file number, offset, click, buy, own features)."""
+  a sample being (skeleton file number, offset, sample_id, click, buy, own features)."""
 
   def __init__(self, skeletons: Sequence[RawFile], keep: Dict[str, str]):
     super().__init__()
@@ -202,7 +211,8 @@ class _ReadSkeletonChunk(beam.DoFn):
     raw = self.skeletons[file_number]
     for offset, text in _lines(raw, start, end):
       try:
-        _, click, buy, index, features = raw_format.parse_skeleton_line(text, self.keep)
+        sample_id, click, buy, index, features = raw_format.parse_skeleton_line(text,
+                                                                                self.keep)
       except raw_format.MalformedLine as problem:
         raise bad_line(raw, offset, str(problem), problem.field) from None
       self.samples_read.inc()
@@ -211,7 +221,7 @@ class _ReadSkeletonChunk(beam.DoFn):
         self.dropped.inc()
         continue
       # The common file is the skeleton's pair: they share file numbers.
-      yield (file_number, index), (file_number, offset, click, buy, features)
+      yield (file_number, index), (file_number, offset, sample_id, click, buy, features)
 
 
 class _ReadCommonChunk(beam.DoFn):
@@ -235,7 +245,8 @@ class _ReadCommonChunk(beam.DoFn):
 
 
 class _JoinSamples(beam.DoFn):
-  """One common_feature_index's samples and common line -> the samples' tf.Examples."""
+  """One common_feature_index's samples and common line -> the samples' KeyedExamples
+  (the row key: the skeleton file's name and the sample_id)."""
 
   def __init__(self, skeletons: Sequence[RawFile], commons: Sequence[RawFile],
                columns: Sequence[str]):
@@ -255,7 +266,7 @@ class _JoinSamples(beam.DoFn):
                      f"{first})", "common_feature_index")
     common = commons[0][1] if commons else None
     used = False
-    for skeleton_number, offset, click, buy, own in grouped["samples"]:
+    for skeleton_number, offset, sample_id, click, buy, own in grouped["samples"]:
       if common is None:
         raise bad_line(self.skeletons[skeleton_number], offset,
                        f"{index!r} is not in {common_file.path}", "common_feature_index")
@@ -265,14 +276,15 @@ class _JoinSamples(beam.DoFn):
         if len(ids) > 1:
           self.multi_valued[column].inc()
       self.written.inc()
-      yield raw_format.to_example(click, buy, features, self.columns)
+      key = f"{os.path.basename(self.skeletons[skeleton_number].path)}:{sample_id}"
+      yield KeyedExample(key.encode("utf-8"), None,
+                         raw_format.to_example(click, buy, features, self.columns))
     if not used:
       self.unused.inc()
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
 def _AliccpToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                      split_pattern: str) -> beam.pvalue.PCollection:
   settings = settings_from(exec_properties)
@@ -317,13 +329,17 @@ def counters_of(result) -> Dict[str, int]:
   return totals
 
 
-class Executor(BaseExampleGenExecutor):
-  """Joins Ali-CCP's raw files into tf.Examples; see the module docstring.
+class Executor(LabelBlindSplitExecutor):
+  """Joins Ali-CCP's raw files into tf.Examples; see the module docstring. Splits
+  them without reading the labels (components/label_blind_split.py).
 
   After Do(), `counters` holds the run's counters (counters_of)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _AliccpToExample
+
+  def split_of(self, exec_properties: Dict[str, Any]) -> Split:
+    return settings_from(exec_properties).split
 
   def _make_beam_pipeline(self):
     # Kept so Do() can read the counters of the pipeline the base class runs.

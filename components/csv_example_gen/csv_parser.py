@@ -11,7 +11,7 @@ the step before it is 0.
 import csv
 import io
 import math
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -88,6 +88,14 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
 def read_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
                   labels: Sequence[str]) -> Iterator[tf.train.Example]:
   """All records of one CSV file with a header."""
+  for _, example in read_numbered_examples(path, text, columns, labels):
+    yield example
+
+
+def read_numbered_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
+                           labels: Sequence[str]) -> Iterator[Tuple[int, tf.train.Example]]:
+  """(record number, tf.Example) of all records of one CSV file with a header; the
+  first record after the header is number 1."""
   reader = csv.reader(text, strict=True)
   try:
     header = next(reader)
@@ -97,6 +105,7 @@ def read_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
     raise BadInputError(f"Bad input in {path}, line 1 (header): {e}") from None
   header = [h.strip() for h in header]
   check_header(path, header, columns)
+  number = 0
   while True:
     try:
       row = next(reader)
@@ -106,4 +115,5 @@ def read_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
       raise BadInputError(f"Bad input in {path}, line {reader.line_num}: {e}") from None
     if not row:
       continue
-    yield row_to_example(path, reader.line_num, header, row, columns, labels)
+    number += 1
+    yield number, row_to_example(path, reader.line_num, header, row, columns, labels)

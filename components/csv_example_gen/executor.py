@@ -1,77 +1,93 @@
 """Executor of the typed CSV ExampleGen: FileBasedExampleGen(custom_executor_spec=...).
 
-The columns and labels come from the config's data_config, handed over as
-`custom_config` (see `example_gen_custom_config`).
+The columns and labels come from the config's data_config, and the split from a
+`label_blind_split.Split`, both handed over as `custom_config` (see
+`example_gen_custom_config`). A row's split key is its file, relative to
+input_base, and its record number there.
 """
 
 import io
+import json
 import os
 import time
 from typing import Any, Dict
 
 import apache_beam as beam
 import tensorflow as tf
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.csv_example_gen.csv_parser import BadInputError, read_examples
+from components.csv_example_gen.csv_parser import BadInputError, read_numbered_examples
 from components.example_gen_settings import pack_text, unpack_text
+from components.label_blind_split import KeyedExample, Split, read_spans, span_of
+from components.split_executor import LabelBlindSplitExecutor
 from models.config import PipelineConfig, parse_config
 
 _PROGRESS_EVERY = 50_000
 
 
-def example_gen_custom_config(config: PipelineConfig) -> example_gen_pb2.CustomConfig:
-  """The config's data part, packed for FileBasedExampleGen(custom_config=...)."""
-  return pack_text(config.data_text())
+def example_gen_custom_config(config: PipelineConfig, split: Split = Split()
+                              ) -> example_gen_pb2.CustomConfig:
+  """The config's data part and the split, packed for FileBasedExampleGen(custom_config=...).
+  ValueError when the split names a column the config doesn't have, or a label."""
+  split.check_columns([c.name for c in config.columns], config.labels, config.source)
+  return pack_text(json.dumps({"config": config.data_text(), "split": split.to_json()}))
 
 
-def _config_from(exec_properties: Dict[str, Any]) -> PipelineConfig:
-  text = unpack_text(exec_properties, "the CSV ExampleGen needs the config: "
-                     "custom_config=example_gen_custom_config(config)")
-  return parse_config(text, source="ExampleGen custom_config", require_model=False)
+def _settings_from(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  return json.loads(unpack_text(exec_properties, "the CSV ExampleGen needs the config: "
+                                "custom_config=example_gen_custom_config(config)"))
 
 
 class _ReadCsvFile(beam.DoFn):
-  """One CSV file path -> its tf.Examples, in order, with progress lines."""
+  """(path, path relative to input_base) -> KeyedExamples of the file's rows, in order,
+  with progress lines."""
 
   def __init__(self, columns, labels):
     super().__init__()
     self.columns, self.labels = columns, labels
 
-  def process(self, path: str):
+  def process(self, paths):
+    path, relative = paths
+    span = span_of(relative)
     start, count = time.time(), 0
     with beam.io.filesystems.FileSystems.open(path) as raw:
       text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-      for example in read_examples(path, text, self.columns, self.labels):
+      for number, example in read_numbered_examples(path, text, self.columns, self.labels):
         count += 1
         if count % _PROGRESS_EVERY == 0:
-          print(f"  [ExampleGen] {os.path.basename(path)}: {count:,} rows "
+          print(f"  [ExampleGen] {relative}: {count:,} rows "
                 f"({count / (time.time() - start):,.0f} rows/s)", flush=True)
-        yield example
-    print(f"  [ExampleGen] {os.path.basename(path)}: {count:,} rows read", flush=True)
+        yield KeyedExample(f"{relative}:{number}".encode("utf-8"), span, example)
+    print(f"  [ExampleGen] {relative}: {count:,} rows read", flush=True)
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
 def _CsvToTypedExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.pvalue.PCollection:
-  pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
-                         split_pattern)
+  base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+  pattern = os.path.join(base, split_pattern)
   files = sorted(fileio.glob(pattern))
+  spans = read_spans(exec_properties)
+  if spans is not None:
+    files = [f for f in files if span_of(os.path.relpath(f, base)) in spans]
   if not files:
     raise BadInputError(f"Bad input: no CSV files match {pattern}")
-  config = _config_from(exec_properties)
+  config = parse_config(_settings_from(exec_properties)["config"],
+                        source="ExampleGen custom_config", require_model=False)
   return (pipeline
-          | "CsvFiles" >> beam.Create(files)
+          | "CsvFiles" >> beam.Create([(f, os.path.relpath(f, base)) for f in files])
           | "ParseRows" >> beam.ParDo(_ReadCsvFile(config.columns, config.labels)))
 
 
-class Executor(BaseExampleGenExecutor):
-  """Reads CSV with a header into typed tf.Examples; see csv_parser."""
+class Executor(LabelBlindSplitExecutor):
+  """Reads CSV with a header into typed tf.Examples (see csv_parser) and splits them
+  without reading the labels (see label_blind_split)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _CsvToTypedExample
+
+  def split_of(self, exec_properties: Dict[str, Any]) -> Split:
+    return Split.from_json(_settings_from(exec_properties).get("split"))
