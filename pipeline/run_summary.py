@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
 
 from models.eval_config import BASELINE
+from models.evaluation_checks import evaluation_warnings, label_rates_from_statistics
 
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 
@@ -44,9 +45,20 @@ class RunSummary:
   baseline_auc: Dict[str, float] = dataclasses.field(default_factory=dict)  # empty: none
   slices: Dict[str, int] = dataclasses.field(default_factory=dict)  # feature -> its slices
   not_blessed: List[str] = dataclasses.field(default_factory=list)  # why, in plain words
+  # label -> split -> (positive rate, examples), from StatisticsGen
+  label_rates: Dict[str, Dict[str, Tuple[float, int]]] = dataclasses.field(default_factory=dict)
+  # signs of a broken split or leakage (models/evaluation_checks.py)
+  warnings: List[str] = dataclasses.field(default_factory=list)
 
   def table(self) -> str:
     lines = [f"{'rows read':<22}" + ", ".join(f"{s} {n:,}" for s, n in self.rows.items())]
+    if self.label_rates:
+      lines.append(f"{'label rates':<22}" + "; ".join(
+          f"{label} " + ", ".join(f"{split} {rate:.2%}" for split, (rate, _) in by_split.items())
+          for label, by_split in self.label_rates.items()))
+    if self.warnings:
+      lines.append("WARNING: these numbers may not measure the model:")
+      lines += [f"  - {warning}" for warning in self.warnings]
     lines += metrics_table(self.metrics)
     if self.baseline_auc:
       lines.append(f"{'baseline AUC':<22}" + ", ".join(
@@ -128,8 +140,10 @@ def _custom(artifact, key):
   return value.int_value if value.HasField("int_value") else value.string_value
 
 
-def summarize(metadata_path: str) -> RunSummary:
-  """Reads the newest pipeline run recorded in the SQLite ML Metadata at metadata_path."""
+def summarize(metadata_path: str, labels: Sequence[str] = ()) -> RunSummary:
+  """Reads the newest pipeline run recorded in the SQLite ML Metadata at metadata_path.
+  `labels`: the label columns, whose train and eval rates are compared (default: the
+  evaluation's, when the run has one)."""
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = metadata_path
   config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -146,12 +160,13 @@ def summarize(metadata_path: str) -> RunSummary:
                      - execution.create_time_since_epoch) / 1000
   outputs = _outputs(store, node_of)
 
-  rows = {}
+  rows, statistics = {}, {}
   for stats in outputs.get(("StatisticsGen", "ExampleStatistics"), [])[-1:]:
     for split in ("train", "eval"):
       path = os.path.join(stats.uri, f"Split-{split}", "FeatureStats.pb")
       if os.path.exists(path):
-        rows[split] = int(tfdv.load_stats_binary(path).datasets[0].num_examples)
+        statistics[split] = tfdv.load_stats_binary(path)
+        rows[split] = int(statistics[split].datasets[0].num_examples)
 
   model_runs = outputs.get(("Trainer", "ModelRun"), [])[-1:]
   blessing = outputs.get(("Evaluator", "ModelBlessing"), [])[-1:]
@@ -176,7 +191,22 @@ def summarize(metadata_path: str) -> RunSummary:
     summary.slices = slice_counts(by_slice, _slice_order(evaluation.uri))
     if blessed is False:
       summary.not_blessed = not_blessed_reasons(evaluation.uri, overall)
+    task_labels = evaluated_labels(evaluation.uri)
+  else:
+    task_labels = {}
+  summary.label_rates = label_rates_from_statistics(
+      statistics, list(labels) or list(task_labels.values()))
+  summary.warnings = evaluation_warnings(summary.auc, task_labels, summary.label_rates)
   return summary
+
+
+def evaluated_labels(evaluation_uri: str) -> Dict[str, str]:
+  """task -> its label column, from an evaluation's model spec, in funnel order."""
+  eval_config = load_eval_run(evaluation_uri)[0]
+  if not eval_config or not eval_config.model_specs:
+    return {}
+  keys = eval_config.model_specs[0].label_keys
+  return {task: keys[task] for task in evaluated_tasks(evaluation_uri) if task in keys}
 
 
 def read_metrics(evaluation_uri: str) -> Dict[tuple, MetricValues]:

@@ -92,6 +92,8 @@ class ReportData:
   slice_features: List[str] = dataclasses.field(default_factory=list)
   cached: bool = False                        # the Evaluator was served from the cache
   notes: List[str] = dataclasses.field(default_factory=list)
+  # signs of a broken split or leakage (models/evaluation_checks.py), shown first
+  warnings: List[str] = dataclasses.field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- TFMA -> data
@@ -309,6 +311,29 @@ def _configured_eval_config(text: Optional[str]):
     return None
 
 
+def _warnings(tasks: List[TaskResult], eval_config, statistics_uri: Optional[str]) -> List[str]:
+  """The evaluation's warnings: an eval AUC below chance, train and eval label rates
+  far apart (from the statistics of the evaluated examples, when ML Metadata has them)."""
+  from models.evaluation_checks import evaluation_warnings, label_rates_from_statistics
+  auc = {}
+  for task in tasks:
+    overall = next((row for row in task.rows if row.slice == OVERALL), None)
+    if task.name and overall is not None and "auc" in overall.values:
+      auc[task.name] = overall.values["auc"]
+  rates = {}
+  labels = [task.label for task in tasks if task.label]
+  if statistics_uri and labels:
+    import tensorflow_data_validation as tfdv
+    statistics = {}
+    for split in ("train", "eval"):
+      path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+      if os.path.exists(path):
+        statistics[split] = tfdv.load_stats_binary(path)
+    rates = label_rates_from_statistics(statistics, labels)
+  return evaluation_warnings(auc, {task.name: task.label for task in tasks if task.label},
+                             rates)
+
+
 def report_data(record: EvaluationRecord) -> ReportData:
   """Reads the evaluation `record` points at with TFMA."""
   import tensorflow_model_analysis as tfma
@@ -335,4 +360,5 @@ def report_data(record: EvaluationRecord) -> ReportData:
       verdict=verdict(validation, eval_config, record.blessed, has_baseline,
                       _configured_eval_config(record.eval_config_json)),
       tasks=tasks, slice_features=slice_features(eval_config),
-      cached=record.state == "CACHED")
+      cached=record.state == "CACHED",
+      warnings=_warnings(tasks, eval_config, record.statistics_uri))

@@ -47,6 +47,7 @@ td.fail { background: #fde8e6; outline: 2px solid #d9473b; outline-offset: -2px;
 .missing { color: #7a4b00; background: #fff6e0; border: 1px solid #f0d9a0; border-radius: 6px;
            padding: 6px 12px; margin: 6px 0; width: fit-content; }
 .note { color: #5b6570; font-size: 12px; }
+.card.warning { border-left: 6px solid #a0261c; background: #fdf1f0; }
 footer { margin-top: 36px; color: #7b858f; font-size: 12px; }
 """
 
@@ -161,6 +162,16 @@ def render_verdict(data: ReportData) -> str:
           + f"<p>{base}</p>{checked}</section>")
 
 
+def render_warnings(warnings: Sequence[str]) -> str:
+  """Signs that the numbers below may not measure the model, above everything else."""
+  if not warnings:
+    return ""
+  items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+  return ('<section class="card warning" id="warnings"><h2 style="margin-top:0">'
+          'These numbers may not measure the model</h2>'
+          f'<ul class="reasons">{items}</ul></section>')
+
+
 def render_header(data: ReportData) -> str:
   names = data.pipeline_name or "pipeline"
   evaluated = _fmt_time(data.evaluated_at)
@@ -271,12 +282,13 @@ def render_page(data: ReportData) -> str:
   if not data.tasks:
     tasks = '<p class="missing">The evaluation holds no metrics.</p>'
   notes = "".join(f'<p class="note">{_e(n)}</p>' for n in data.notes)
+  warnings = render_warnings(data.warnings)
   title = f"{data.pipeline_name} evaluation, run {data.run_id}"
   return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
           f"<title>{_e(title)}</title>"
           '<meta name="viewport" content="width=device-width, initial-scale=1">'
           f"<style>{_CSS}</style></head><body><main>"
-          f"{render_header(data)}{render_verdict(data)}{notes}{tasks}"
+          f"{render_header(data)}{warnings}{render_verdict(data)}{notes}{tasks}"
           "<footer>Written by <code>aitm report</code> from TFMA's evaluation output and ML "
           "Metadata. Values are on the eval split; \u0394 = candidate minus baseline, green "
           "where it is better, red where worse. Log loss is the mean binary cross-entropy; "

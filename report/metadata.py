@@ -24,6 +24,7 @@ class EvaluationRecord:
   baseline_run_uri: Optional[str]
   blessed: Optional[bool]
   eval_config_json: Optional[str] = None      # the EvalConfig the Evaluator was given
+  statistics_uri: Optional[str] = None        # StatisticsGen's output for the evaluated examples
 
 
 def metadata_path(pipeline_root: str) -> str:
@@ -101,6 +102,18 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
           return uri(out.artifact_id)
     return None
 
+  def statistics_of(examples_id):
+    """The ExampleStatistics a StatisticsGen execution computed from these examples."""
+    if examples_id is None:
+      return None
+    for event in store.get_events_by_artifact_ids([examples_id]):
+      if event.type != metadata_store_pb2.Event.INPUT:
+        continue
+      for out in store.get_events_by_execution_ids([event.execution_id]):
+        if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == "statistics":
+          return uri(out.artifact_id)
+    return None
+
   blessed = None
   if "blessing" in outputs:
     blessing, = store.get_artifacts_by_id([outputs["blessing"]])
@@ -123,4 +136,5 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
                     if evaluation.create_time_since_epoch else None),
       model_uri=uri(inputs.get("model")), baseline_uri=uri(inputs.get("baseline_model")),
       model_run_uri=model_run(inputs.get("model")),
-      baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=blessed)
+      baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=blessed,
+      statistics_uri=statistics_of(inputs.get("examples")))

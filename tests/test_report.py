@@ -493,3 +493,44 @@ def test_run_ends_by_printing_the_report_path(pipeline_run):
   path = os.path.join(os.path.abspath(pipeline_run.pipeline_root), "report.html")
   assert out.getvalue().strip().splitlines()[-1] == f"evaluation report: {path}"
   assert os.path.getsize(path) > 5000
+
+
+def test_warnings_that_the_numbers_may_not_measure_the_model_come_first():
+  import dataclasses
+  warning = ("ctr eval AUC 0.240 is below 0.5: the model ranks the eval split worse than "
+             "chance <split>")
+  html = report.render_page(dataclasses.replace(_sample(), warnings=[warning]))
+  page = Page(html)
+  assert "These numbers may not measure the model" in html
+  assert "chance &lt;split&gt;" in html
+  assert html.index('id="warnings"') < html.index('id="verdict"')
+  assert 'id="warnings"' not in report.render_page(_sample())
+  assert page  # parses
+
+
+def test_warnings_read_the_evaluated_examples_statistics(tmp_path):
+  """An eval AUC below chance and label rates far apart, from the StatisticsGen output
+  of the examples the evaluation read."""
+  from tensorflow_metadata.proto.v0 import statistics_pb2
+  from report.evaluation import _warnings
+  for split, rate in (("train", 0.048), ("eval", 0.063)):
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    dataset = stats.datasets.add(num_examples=100_000)
+    feature = dataset.features.add()
+    feature.path.step.append("clk")
+    feature.num_stats.mean = rate
+    os.makedirs(tmp_path / f"Split-{split}")
+    (tmp_path / f"Split-{split}" / "FeatureStats.pb").write_bytes(stats.SerializeToString())
+  ctr = TaskResult("ctr", [_row([], example_count=100_000, auc=0.31)], label="clk")
+  warnings = _warnings([ctr], None, str(tmp_path))
+  assert [w.split(":")[0] for w in warnings] == ["ctr eval AUC 0.310 is below 0.5",
+                                                 "clk rate 6.30% in eval, 4.80% in train"]
+  assert _warnings([ctr], None, None) == [warnings[0]]
+
+
+def test_the_session_runs_report_reads_its_statistics_and_has_no_warnings(pipeline_run):
+  from report.metadata import find_evaluation
+  record = find_evaluation(pipeline_run.pipeline_root)
+  assert record.statistics_uri and os.path.isdir(
+      os.path.join(record.statistics_uri, "Split-eval"))
+  assert report.load_report(pipeline_run.pipeline_root).warnings == []
