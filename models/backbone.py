@@ -3,7 +3,8 @@
     transformed features -> FeatureEmbeddings -> feature_groups (concatenated)
       -> blocks, in topological order, each a registered keras_layer
       -> output_blocks, one per task tower (or one multi-output block)
-      -> per tower: dnn -> Dense(1) -> sigmoid [-> x P(conditional_on)] -> output
+      -> per tower: dnn -> Dense(1) -> sigmoid [-> x P(conditional_on)]
+         -> calibration intercept (LogitShift, set after training) -> output
 
 One mechanism, many models: AITM, shared-bottom, ESMM, MMoE and PLE are
 configs (see configs/), not code. Outputs are probabilities `[batch, 1]`
@@ -17,8 +18,9 @@ import tensorflow as tf
 from models.config import PipelineConfig, topological_order
 from models.config.pipeline_config import LAYER_PARAMS
 from models.features import Encoding
-from models.layers import AITMTower, MLP, MMoE, PLE
+from models.layers import AITMTower, FM, MLP, MMoE, PLE
 from models.layers import feature_embeddings
+from models.layers.calibration import LogitShift
 from models.losses import OrderCalibration
 
 
@@ -70,9 +72,14 @@ def _ple(params, l2, name):
              **_experts(ple))
 
 
+def _fm(params, l2, name):
+  del l2  # no weights
+  return FM(use_variant=params.fm.use_variant, name=name)
+
+
 # keras_layer.class_name -> factory(KerasLayer message, l2, block name) -> layer;
 # Keras layer names are the block names, as in EasyRec.
-LAYERS = {"MLP": _mlp, "AITMTower": _aitm, "MMoE": _mmoe, "PLE": _ple}
+LAYERS = {"MLP": _mlp, "AITMTower": _aitm, "MMoE": _mmoe, "PLE": _ple, "FM": _fm}
 assert set(LAYERS) == set(LAYER_PARAMS), "config and builder must know the same layers"
 
 
@@ -151,6 +158,8 @@ def build_model(config: PipelineConfig, embedding_rows: Dict[str, int]) -> tf.ke
       p = OrderCalibration(task.calibration_weight,
                            name=f"{task.name}_order_calibrate_loss")(
           [p] + [outputs[other] for other in task.calibrate_against])
+    # The calibration intercept the Trainer sets after training (models/layers/calibration.py).
+    p = LogitShift(name=f"{task.name}_calibration")(p)
     # Keras names a model output after the layer that makes it: the tower name.
     outputs[task.name] = tf.keras.layers.Activation("linear", name=task.name)(p)
   return tf.keras.Model(inputs=inputs, outputs=outputs,

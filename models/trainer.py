@@ -34,6 +34,7 @@ from models import distribution, warm_start
 from models.autograph_rules import skip_tf_keras
 from models.backbone import build_model, model_features
 from models.config import parse_config
+from models.layers.calibration import fit_shift
 from models.losses import l2_regularization_loss
 from models.preprocessing import embedding_rows
 from models.signatures import make_signatures
@@ -303,6 +304,36 @@ class TrainResult:
   summary: Dict[str, Any]
 
 
+# Rows per batch, and at most this many rows, when the calibration intercepts are fit.
+CALIBRATION_BATCH, CALIBRATION_ROWS = 8192, 1_000_000
+
+
+def calibrate(model: tf.keras.Model, config, dataset) -> Dict[str, Dict[str, float]]:
+  """Sets each task's calibration intercept (models/layers/calibration.py) so that its
+  mean prediction over the train rows (at most CALIBRATION_ROWS) is their label rate;
+  returns task -> {mean_prediction (before), label_rate, shift (the new value)}."""
+  predictions = {t.name: [] for t in config.tasks}
+  labels = {t.name: [] for t in config.tasks}
+  rows = 0
+  for features, batch_labels in dataset:
+    outputs = model(features, training=False)
+    for task in predictions:
+      predictions[task].append(np.ravel(outputs[task].numpy()))
+      labels[task].append(np.ravel(batch_labels[task].numpy()))
+    rows += len(labels[config.tasks[0].name][-1])
+    if rows >= CALIBRATION_ROWS:
+      break
+  found = {}
+  for task in predictions:
+    p, y = np.concatenate(predictions[task]), np.concatenate(labels[task])
+    layer = model.get_layer(f"{task}_calibration")
+    shift = float(layer.shift.numpy()) + fit_shift(p, float(y.mean()))
+    layer.shift.assign(shift)
+    found[task] = {"mean_prediction": float(p.mean()), "label_rate": float(y.mean()),
+                   "shift": shift}
+  return found
+
+
 def run_fn(fn_args: FnArgs):
   """TFX Trainer entry point (Trainer(run_fn='models.trainer.run_fn'))."""
   train(fn_args)
@@ -388,6 +419,7 @@ def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback
   history = model.fit(train_input, validation_data=evaluation, epochs=training.max_epochs,
                       steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
   seconds = time.time() - start
+  calibration = None
   if worker.is_chief:
     export = model
     if training.distribute != "NoStrategy":
@@ -397,6 +429,13 @@ def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback
       # so saving is no collective and the other workers have nothing to save.
       export = build_compiled_model(config, rows, training, total_steps=total_steps)
       export.set_weights(model.get_weights())
+    calibration = calibrate(export, config, _dataset(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, config,
+        CALIBRATION_BATCH, shuffle=False, shuffle_buffer=0, repeat=False))
+    print("  [Trainer] calibrated on the train rows (mean prediction -> label rate, logit "
+          "shift): " + ", ".join(
+              f"{task} {c['mean_prediction']:.4f} -> {c['label_rate']:.4f} "
+              f"({c['shift']:+.3f})" for task, c in calibration.items()), flush=True)
     export.save(fn_args.serving_model_dir, save_format="tf",
                 signatures=make_signatures(export, tf_transform_output, config))
     warm_start.write_snapshot(warm_start.snapshot_dir(fn_args.serving_model_dir),
@@ -416,6 +455,8 @@ def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback
                    for t in config.tasks},
       # None: not asked for; else where from, or why a fresh start.
       "warm_start": warm.summary() if warm is not None else None,
+      # task -> mean prediction before, label rate, the logit shift set (the chief's)
+      "calibration": calibration,
   }
   if training.distribute != "NoStrategy":  # batch_size is per replica
     summary.update(distribute=training.distribute, workers=worker.count, replicas=replicas,

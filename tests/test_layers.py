@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.layers import AITMTower, FeatureEmbeddings, MLP
+from models.layers import AITMTower, FM, FeatureEmbeddings, LogitShift, MLP
+from models.layers.calibration import fit_shift
 from models.losses import OrderCalibration, order_calibration_loss
 
 
@@ -120,3 +121,40 @@ def test_feature_embeddings_shapes_padding_and_regularization():
 def test_layers_round_trip_through_get_config(layer):
   clone = type(layer).from_config(layer.get_config())
   assert clone.get_config() == layer.get_config()
+
+
+def test_fm_is_the_sum_of_pairwise_dot_products():
+  rng = np.random.default_rng(4)
+  vectors = [rng.normal(size=(6, 5)).astype("float32") for _ in range(3)]
+  pairs = sum(np.sum(vectors[i] * vectors[j], axis=1) for i in range(3) for j in range(i + 1, 3))
+  out = FM()([tf.constant(v) for v in vectors]).numpy()
+  assert out.shape == (6, 1)
+  np.testing.assert_allclose(out[:, 0], pairs, rtol=1e-5, atol=1e-5)
+  # Two vectors: their dot product; the variant keeps it per dimension.
+  two = FM(use_variant=True)([tf.constant(vectors[0]), tf.constant(vectors[1])]).numpy()
+  np.testing.assert_allclose(two, vectors[0] * vectors[1], rtol=1e-5, atol=1e-5)
+  stacked = FM()(tf.constant(np.stack(vectors, axis=1))).numpy()
+  np.testing.assert_allclose(stacked, out, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="one width"):
+    FM()([tf.zeros((2, 4)), tf.zeros((2, 3))])
+  clone = FM.from_config(FM(use_variant=True, name="affinity").get_config())
+  assert clone.use_variant and clone.name == "affinity"
+
+
+def test_calibration_intercept_passes_through_then_shifts_the_logit():
+  p = tf.constant([[0.01], [0.2], [0.7]])
+  layer = LogitShift()
+  np.testing.assert_allclose(layer(p).numpy(), p.numpy(), rtol=1e-5)
+  layer.shift.assign(np.log(3.0))
+  odds = p.numpy() / (1 - p.numpy()) * 3
+  np.testing.assert_allclose(layer(p).numpy(), odds / (1 + odds), rtol=1e-5)
+  assert not layer.trainable_weights
+  # The shift that brings a mean prediction to a label rate, by bisection.
+  rng = np.random.default_rng(2)
+  predictions = 1 / (1 + np.exp(-rng.normal(-5, 1, size=10_000)))
+  shift = fit_shift(predictions, 0.02)
+  logits = np.log(predictions / (1 - predictions)) + shift
+  assert abs(np.mean(1 / (1 + np.exp(-logits))) - 0.02) < 1e-6
+  assert fit_shift(predictions, predictions.mean()) == pytest.approx(0, abs=1e-6)
+  assert LogitShift.from_config(LogitShift(name="ctr_calibration").get_config()).name == (
+      "ctr_calibration")

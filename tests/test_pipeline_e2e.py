@@ -70,6 +70,21 @@ def test_rows_read_and_split(pipeline_run):
   assert 0.15 < rows["eval"] / 20_000 < 0.25
 
 
+def test_the_split_gives_both_splits_the_same_label_rates_and_no_warnings(pipeline_run):
+  """The generated data repeats impressions; the split by row never reads the labels,
+  so both splits have the rates of the data, and the summary has nothing to warn of."""
+  from models.evaluation_checks import rate_gap
+  summary = pipeline_run.first
+  assert set(summary.label_rates) == {"clk", "buy"}
+  for label, by_split in summary.label_rates.items():
+    assert by_split["train"][1] == summary.rows["train"], label
+    assert rate_gap(by_split["train"], by_split["eval"]) < 4, (label, by_split)
+  assert 0.04 < summary.label_rates["clk"]["train"][0] < 0.06
+  assert summary.warnings == []
+  table = summary.table()
+  assert "label rates" in table and "WARNING" not in table
+
+
 def test_eval_auc_beats_chance_clearly(pipeline_run):
   auc = pipeline_run.first.auc
   assert auc["ctr"] > 0.6, auc
@@ -151,6 +166,10 @@ def test_overall_metrics_are_sane(pipeline_run):
     assert m["example_count"] == pipeline_run.first.rows["eval"]
     assert m["calibration"] == pytest.approx(m["mean_prediction"] / m["mean_label"])
     assert 0 < m["log_loss"] < 1 and 0 < m["auc_precision_recall"] < 1
+  # The calibration intercepts bring the mean prediction to the label rate (up to the
+  # eval split's sampling error: about 200 clicks and 20 purchases).
+  assert 0.85 < metrics["ctr"]["calibration"] < 1.15, metrics["ctr"]
+  assert 0.6 < metrics["cvr"]["calibration"] < 1.6, metrics["cvr"]
   # The calibrator keeps P(buy) below P(click) almost everywhere.
   assert metrics["cvr"]["order_violation_rate"] < 0.05
   assert 0.5 < metrics["cvr"]["conditional_auc"] <= 1
@@ -175,6 +194,11 @@ def test_trainer_logs_each_loss_term_and_a_summary(pipeline_run):
     summary = json.load(f)
   assert summary["model_name"] == "AITM" and summary["parameters"] > 100_000
   assert set(summary["eval_auc"]) == set(TASKS) and summary["exported_epoch"] >= 1
+  # Each task's calibration intercept was fit on the train rows.
+  for task in TASKS:
+    calibration = summary["calibration"][task]
+    assert 0 < calibration["label_rate"] < 0.1 and calibration["mean_prediction"] > 0
+    assert abs(calibration["shift"]) < 3
   events = event_accumulator.EventAccumulator(os.path.join(run_dir, "train"),
                                               size_guidance={"tensors": 0})
   events.Reload()

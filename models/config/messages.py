@@ -178,6 +178,10 @@ MESSAGES = {
         ("opt", "AITM", "aitm", None, "params"),
         ("opt", "MMoELayer", "mmoe", None, "params"),
         ("opt", "PLELayer", "ple", None, "params"),
+        ("opt", "FM", "fm", None, "params"),
+    ],
+    "FM": [
+        ("opt", "bool", "use_variant", "false"),
     ],
     "MLP": [
         ("rep", "uint32", "hidden_units"),

@@ -18,7 +18,7 @@ from models.config import messages
 from models.features import Column, ColumnType, Encoding, Feature
 
 # keras_layer.class_name -> the params field it takes (models.backbone builds them).
-LAYER_PARAMS = {"MLP": "mlp", "AITMTower": "aitm", "MMoE": "mmoe", "PLE": "ple"}
+LAYER_PARAMS = {"MLP": "mlp", "AITMTower": "aitm", "MMoE": "mmoe", "PLE": "ple", "FM": "fm"}
 # Layers that return one output per task; a consumer picks one with input_slice "[i]".
 MULTI_OUTPUT_LAYERS = ("MMoE", "PLE")
 
@@ -334,7 +334,7 @@ def _check_backbone(backbone, groups, where) -> Dict[str, int]:
                           "then the preceding ones: two or more inputs and "
                           "merge_inputs_into_list: true", block.name)
     mlps = {"mlp": [layer.mlp], "aitm": [layer.aitm.transfer_mlp],
-            "mmoe": [layer.mmoe.expert_mlp], "ple": [layer.ple.expert_mlp]}[params]
+            "mmoe": [layer.mmoe.expert_mlp], "ple": [layer.ple.expert_mlp], "fm": []}[params]
     for mlp in mlps:
       if not mlp.hidden_units:
         raise where.error("hidden_units", f"block '{block.name}': the MLP needs hidden_units")
