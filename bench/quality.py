@@ -1,25 +1,30 @@
 """Model quality against known truth: AITM, its peers, LightGBM and the oracle.
 
-    .venv/bin/python bench/quality.py --train-rows 500000
+    .venv/bin/python bench/quality.py --train-rows 500000 [--seeds 7 8 9] [--repeat-share S]
 
-Generates one synthetic world (datagen/taobao.py, which knows every
-impression's true P(click) and P(purchase)) and draws from it the pipeline's
-input (enough rows for `--train-rows` in ExampleGen's train split, the rest
-its eval split) and a separate test set. Every config in the model library is
-trained by the pipeline (`aitm compare` up to the Trainer: ExampleGen and
-Transform run once, then a Trainer per model; early stopping watches the eval
-split) and scored
-on the test set through its `serving_raw` signature. LightGBM gets the same
-train and eval splits, read back from ExampleGen's output, one binary model
-per task. The oracle scores the test set with the true probabilities; a
-second reference row scores it with the true probabilities minus their
-per-user and per-ad parts (what the profile, ad and tag columns explain, apart
-from what the tags reveal of a user's own taste), which shows how much of the
-oracle's lift only id-level learning could reach.
+Per seed, generates one synthetic world (datagen/taobao.py, which knows every
+impression's true P(click) and P(purchase); by default users see their own
+few ads again and again, `--repeat-share 0` for a world without repeated
+pairs) and draws from it the pipeline's input (enough rows for `--train-rows`
+in ExampleGen's train split, the rest its eval split) and a separate test
+set: later impressions of the same world, which repeat the input's user-ad
+pairs as served impressions do. Every config in the model library is trained
+by the pipeline with that seed (`aitm compare` up to the Trainer: ExampleGen
+and Transform run once, then a Trainer per model; early stopping watches the
+eval split) and scored on the test set through its `serving_raw` signature.
+LightGBM gets the same train and eval splits, read back from ExampleGen's
+output, one binary model per task. Reference rows: the well-specified learner
+(the generator's form, its parameters learned from the same splits), the
+oracle (the true probabilities), and the oracle without the per-user and
+per-ad parts (what the profile, ad and tag columns explain).
 
-Per task it prints AUC and the share of the oracle's lift over 0.5 that each
-model captures: (AUC - 0.5) / (oracle AUC - 0.5). The table is also written
-to `<work>/quality.md` and the numbers to `<work>/quality.json`.
+Per model and task it prints the mean and sample std over the seeds of the
+test AUC, the share of the oracle's (and the well-specified learner's) lift
+over 0.5, (AUC - 0.5) / (reference AUC - 0.5), and the calibration, mean
+prediction / mean label; then the first config (AITM) against every other
+model, paired by seed: it wins where it is ahead on every seed by more than
+the spread of the gap. Written to `<work>/quality.md`, the numbers to
+`<work>/quality.json` (after every seed).
 """
 
 import os
@@ -244,28 +249,24 @@ def _well_specified(train, evaluation, test, seed):
           model.predict(x_test, batch_size=16384, verbose=0).items()}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--train-rows", type=int, default=500_000,
-                      help="rows in ExampleGen's train split (the input has 25%% more: eval)")
-  parser.add_argument("--test-rows", type=int, default=100_000)
-  parser.add_argument("--seed", type=int, default=7)
-  parser.add_argument("--configs", nargs="+", help="EasyRec configs (default: the model library)")
-  parser.add_argument("--work", help="working directory (default: a new temporary one)")
-  parser.add_argument("--no-lightgbm", action="store_true")
-  parser.add_argument("--no-well-specified", action="store_true",
-                      help="leave out the learner given the generator's form")
-  args = parser.parse_args()
+def _scores(test, predictions, tasks):
+  """{task: {"auc": ..., "calibration": mean prediction / mean label}} on the test rows."""
+  out = {}
+  for task, label in tasks.items():
+    labels = np.asarray(test[label], np.float64)
+    out[task] = {"auc": _auc(labels, predictions[task]),
+                 "calibration": float(np.mean(predictions[task]) / labels.mean())}
+  return out
 
+
+def run_seed(args, seed, configs, work):
+  """One world and one training seed: every model's test scores, and per pipeline model
+  the Trainer's own eval AUC (on ExampleGen's eval split, its best epoch)."""
   from datagen import taobao
-  from models.config import load_config
   from models.features import ColumnType
   from pipeline import configs as pipeline_configs
-  from pipeline.compare import compare, table
+  from pipeline.compare import compare
 
-  work = args.work or tempfile.mkdtemp(prefix="aitm-quality-")
-  configs = [load_config(p) for p in (args.configs or pipeline_configs.PEER_CONFIGS)]
   first = configs[0]
   tasks = {t.name: t.label for t in first.tasks}
   # Column -> "int" | "float" | "text": how ExampleGen wrote it, how LightGBM reads it.
@@ -273,34 +274,37 @@ def main():
            else "text" for name, kind in first.column_types.items()}
   parts = pipeline_configs.TRAIN_BUCKETS + pipeline_configs.EVAL_BUCKETS
   input_rows = args.train_rows * parts // pipeline_configs.TRAIN_BUCKETS
+  repeats = taobao.Repeats(share=args.repeat_share)
 
   start = time.time()
-  cols, truth = taobao.generate(input_rows + args.test_rows, args.seed)
+  cols, truth = taobao.generate(input_rows + args.test_rows, seed, repeats=repeats)
   cols = {c: np.asarray(v) for c, v in cols.items()}
-  header = taobao.columns()
   data_root = os.path.join(work, "data")
-  _write_input(os.path.join(data_root, "data.csv"), header, cols, slice(0, input_rows))
+  _write_input(os.path.join(data_root, "data.csv"), taobao.columns(), cols,
+               slice(0, input_rows))
   test = {c: v[input_rows:] for c, v in cols.items()}
   test_truth = {label: p[input_rows:] for label, p in truth.items()}
-  _, shared_truth = taobao.generate(input_rows + args.test_rows, args.seed,
-                                    personal_parts=False)
-  test_shared_truth = {label: p[input_rows:] for label, p in shared_truth.items()}
-  print(f"generated {input_rows:,} pipeline rows + {args.test_rows:,} test rows "
-        f"in {time.time() - start:.0f}s -> {work}", flush=True)
+  _, shared_truth = taobao.generate(input_rows + args.test_rows, seed, personal_parts=False,
+                                    repeats=repeats)
+  seen_pairs = set(zip(cols["user_id"][:input_rows], cols["adgroup_id"][:input_rows]))
+  repeated = np.mean([pair in seen_pairs for pair in zip(test["user_id"], test["adgroup_id"])])
+  print(f"seed {seed}: generated {input_rows:,} pipeline rows + {args.test_rows:,} test rows "
+        f"in {time.time() - start:.0f}s -> {work}; {repeated:.0%} of the test rows repeat a "
+        f"user-ad pair of the pipeline's rows", flush=True)
 
   start = time.time()
   pipeline_root = os.path.join(work, "pipeline")
-  scores, predictions = [], {}
+  predictions, trained = {}, {}
   for config in configs:  # one at a time, to score each model as soon as it exists
     # No Evaluator: the models are scored on the test rows below (at 125k eval
     # rows TFMA's 21 slices cost more than training on a busy 2-core machine).
     score, = compare([config], data_root=data_root, pipeline_root=pipeline_root,
-                     evaluate=False)
-    scores.append(score)
+                     evaluate=False, training={"seed": seed})
+    trained[score.name] = {"eval_auc": score.auc, "train_seconds": score.train_seconds,
+                           "epochs": score.epochs, "parameters": score.parameters}
     predictions[score.name] = _score_saved_model(
         _latest_trainer_model(pipeline_root), config, test, args.test_rows)
   pipeline_seconds = time.time() - start
-  print("\n" + table(scores))
 
   if not (args.no_lightgbm and args.no_well_specified):
     # The same train and eval splits as the pipeline's, read back from ExampleGen.
@@ -312,47 +316,157 @@ def main():
     evaluation = _read_split(examples_uri, "eval", columns, kinds)
   if not args.no_lightgbm:
     start = time.time()
-    predictions["LightGBM"] = _lightgbm(train, evaluation, test, features, kinds, tasks,
-                                        args.seed)
-    print(f"  [LightGBM] {len(train[features[0]]):,} train rows, "
-          f"{time.time() - start:.0f}s", flush=True)
+    predictions["LightGBM"] = _lightgbm(train, evaluation, test, features, kinds, tasks, seed)
+    trained["LightGBM"] = {"train_seconds": time.time() - start}
   if not args.no_well_specified:
     start = time.time()
-    scored = _well_specified(train, evaluation, test, args.seed)
-    predictions["well-specified learner (the generator's form)"] = {
-        task: scored[label] for task, label in tasks.items()}
-    print(f"  [well-specified] {time.time() - start:.0f}s", flush=True)
+    scored = _well_specified(train, evaluation, test, seed)
+    predictions[WELL_SPECIFIED] = {task: scored[label] for task, label in tasks.items()}
+    trained[WELL_SPECIFIED] = {"train_seconds": time.time() - start}
+  predictions[SHARED_ORACLE] = {task: shared_truth[label][input_rows:]
+                                for task, label in tasks.items()}
+  predictions[ORACLE] = {task: test_truth[label] for task, label in tasks.items()}
+  return {"seed": seed, "pipeline_seconds": pipeline_seconds, "repeated_test_share": repeated,
+          "scores": {name: _scores(test, scored, tasks) for name, scored in predictions.items()},
+          "trained": trained,
+          "positive_rates": {task: float(np.mean(test[label])) for task, label in tasks.items()}}
 
-  oracle = {task: _auc(test[label], test_truth[label]) for task, label in tasks.items()}
-  rows = []
-  for name, scored in predictions.items():
-    auc = {task: _auc(test[label], scored[task]) for task, label in tasks.items()}
-    rows.append((name, auc))
-  rows.append(("oracle without per-user/per-ad parts",
-               {task: _auc(test[label], test_shared_truth[label])
-                for task, label in tasks.items()}))
-  rows.append(("oracle (true probabilities)", oracle))
 
-  head = ["model"] + [f"{t} {what}" for t in tasks for what in ("AUC", "lift share")]
+WELL_SPECIFIED = "well-specified learner (the generator's form)"
+SHARED_ORACLE = "oracle without per-user/per-ad parts"
+ORACLE = "oracle (true probabilities)"
+REFERENCES = ("LightGBM", WELL_SPECIFIED, SHARED_ORACLE, ORACLE)
+
+
+def _mean_std(values):
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarize(runs, tasks, candidate):
+  """Markdown: per model the mean and spread (sample std) over the seeds of AUC, lift
+  share and calibration; then `candidate` against every other model, paired by seed."""
+  names = list(runs[0]["scores"])
+  seeds = [r["seed"] for r in runs]
+
+  def values(name, task, what):
+    return [r["scores"][name][task][what] for r in runs]
+
+  def lift(name, task, reference):
+    return [(a - 0.5) / (o - 0.5) for a, o in zip(values(name, task, "auc"),
+                                                    values(reference, task, "auc"))]
+
+  has_ws = WELL_SPECIFIED in names
+  head = ["model"]
+  for task in tasks:
+    head += [f"{task} AUC", f"{task} lift (oracle)"] + (
+        [f"{task} lift (well-spec.)"] if has_ws else []) + [f"{task} calibration"]
+  head.append("train s")
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for name, auc in rows:
+  for name in names:
+    cells = [f"**{name}**" if name == candidate else name]
+    for task in tasks:
+      mean, std = _mean_std(values(name, task, "auc"))
+      cells.append(f"{mean:.4f} ± {std:.4f}")
+      cells.append(f"{np.mean(lift(name, task, ORACLE)):.1%}")
+      if has_ws:
+        cells.append(f"{np.mean(lift(name, task, WELL_SPECIFIED)):.1%}")
+      cal_mean, cal_std = _mean_std(values(name, task, "calibration"))
+      cells.append(f"{cal_mean:.3f} ± {cal_std:.3f}")
+    seconds = [r["trained"].get(name, {}).get("train_seconds") for r in runs]
+    cells.append(f"{np.mean(seconds):.0f}" if all(s is not None for s in seconds) else "")
+    lines.append("| " + " | ".join(cells) + " |")
+
+  others = [n for n in names if n not in (candidate, WELL_SPECIFIED, SHARED_ORACLE, ORACLE)]
+  head = [f"{candidate} minus"] + [f"{task} AUC, per seed {'/'.join(map(str, seeds))}" for task in tasks]
+  head += [f"{task}: mean ± spread" for task in tasks] + ["wins on both"]
+  diffs = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  verdicts = {}
+  for name in others:
+    cells, wins = [name], []
+    per_task = {}
+    for task in tasks:
+      gap = np.subtract(values(candidate, task, "auc"), values(name, task, "auc"))
+      per_task[task] = gap
+      cells.append(" / ".join(f"{g:+.4f}" for g in gap))
+    for task in tasks:
+      gap = per_task[task]
+      mean, spread = _mean_std(gap)
+      # A win: ahead on every seed, by more than the seeds' spread of the gap.
+      wins.append(bool(np.all(gap > 0) and mean > spread))
+      cells.append(f"{mean:+.4f} ± {spread:.4f}")
+    verdicts[name] = all(wins)
+    cells.append("yes" if verdicts[name] else "no")
+    diffs.append("| " + " | ".join(cells) + " |")
+  agree = ["", "| eval split vs test rows (pipeline models) | " + " | ".join(
+      f"{task}: eval AUC - test AUC per seed" for task in tasks) + " |",
+             "|" + "---|" * (1 + len(tasks))]
+  for name in names:
+    if "eval_auc" not in runs[0]["trained"].get(name, {}):
+      continue
     cells = [name]
     for task in tasks:
-      cells += [f"{auc[task]:.4f}", f"{(auc[task] - 0.5) / (oracle[task] - 0.5):.0%}"]
-    lines.append("| " + " | ".join(cells) + " |")
-  rates = ", ".join(f"{t} {test[label].astype(float).mean():.2%}" for t, label in tasks.items())
+      gaps = [r["trained"][name]["eval_auc"][task] - r["scores"][name][task]["auc"]
+              for r in runs]
+      cells.append(" / ".join(f"{g:+.4f}" for g in gaps))
+    agree.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines + diffs + agree), verdicts
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--train-rows", type=int, default=500_000,
+                      help="rows in ExampleGen's train split (the input has 25%% more: eval)")
+  parser.add_argument("--test-rows", type=int, default=100_000)
+  parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9],
+                      help="one world and one training run per seed (default 7 8 9)")
+  parser.add_argument("--repeat-share", type=float, default=None,
+                      help="share of a user's impressions on the user's own few ads "
+                      "(datagen.taobao.Repeats; default: the generator's; 0: no repeats)")
+  parser.add_argument("--configs", nargs="+", help="EasyRec configs (default: the model library)")
+  parser.add_argument("--work", help="working directory (default: a new temporary one)")
+  parser.add_argument("--no-lightgbm", action="store_true")
+  parser.add_argument("--no-well-specified", action="store_true",
+                      help="leave out the learner given the generator's form")
+  args = parser.parse_args()
+
+  from datagen import taobao
+  from models.config import load_config
+  from pipeline import configs as pipeline_configs
+
+  if args.repeat_share is None:
+    args.repeat_share = taobao.Repeats().share
+  work = args.work or tempfile.mkdtemp(prefix="aitm-quality-")
+  configs = [load_config(p) for p in (args.configs or pipeline_configs.PEER_CONFIGS)]
+  tasks = [t.name for t in configs[0].tasks]
+  # The model the others are measured against: the first config's (AITM's by default).
+  candidate = os.path.splitext(os.path.basename(configs[0].source))[0]
+  runs = []
+  for seed in args.seeds:
+    runs.append(run_seed(args, seed, configs, os.path.join(work, f"seed{seed}")))
+    with open(os.path.join(work, "quality.json"), "w") as f:
+      json.dump({"train_rows": args.train_rows, "test_rows": args.test_rows,
+                 "repeat_share": args.repeat_share, "runs": runs}, f, indent=2)
+    table, _ = summarize(runs, tasks, candidate)
+    print(f"\nafter seed(s) {', '.join(str(r['seed']) for r in runs)}:\n{table}", flush=True)
+
+  table, verdicts = summarize(runs, tasks, candidate)
+  rates = ", ".join(f"{t} {np.mean([r['positive_rates'][t] for r in runs]):.2%}" for t in tasks)
   machine = (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
              f"Python {platform.python_version()}")
-  report = (f"{args.train_rows:,} train rows, {args.test_rows:,} test rows (positive rates: "
-            f"{rates}), seed {args.seed}; pipeline {pipeline_seconds / 60:.1f} min on {machine}\n\n"
-            + "\n".join(lines))
+  minutes = sum(r["pipeline_seconds"] for r in runs) / 60
+  report = (f"{args.train_rows:,} train rows, {args.test_rows:,} test rows per seed (positive "
+            f"rates: {rates}; {np.mean([r['repeated_test_share'] for r in runs]):.0%} of the "
+            f"test rows repeat a user-ad pair of the pipeline's rows), repeat share "
+            f"{args.repeat_share:g}, seeds {', '.join(map(str, args.seeds))}; AUC and "
+            f"calibration (mean prediction / mean label) on the test rows, mean ± sample std "
+            f"over the seeds; pipelines {minutes:.0f} min on {machine}\n\n" + table
+            + f"\n\n{candidate} beats " + (", ".join(n for n, won in verdicts.items() if won)
+                                             or "none") + " on both tasks")
   print("\n" + report)
   with open(os.path.join(work, "quality.md"), "w") as f:
     f.write(report + "\n")
-  with open(os.path.join(work, "quality.json"), "w") as f:
-    json.dump({"train_rows": args.train_rows, "test_rows": args.test_rows, "seed": args.seed,
-               "auc": dict(rows), "pipeline_seconds": pipeline_seconds,
-               "models": [s.__dict__ for s in scores]}, f, indent=2)
 
 
 if __name__ == "__main__":
