@@ -13,7 +13,6 @@ import time
 from typing import Any, Dict
 
 import apache_beam as beam
-import tensorflow as tf
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
