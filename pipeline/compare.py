@@ -56,6 +56,8 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
                         pipeline_name=pipeline_name, training=training, push=False,
                         evaluate=evaluate, beam_pipeline_args=beam_pipeline_args,
                         split=split)
+    for warning in summary.warnings:
+      print(f"WARNING: {warning}", flush=True)
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
       trained = json.load(f)
     auc = summary.auc if evaluate else trained["eval_auc"]
