@@ -90,29 +90,22 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
     artifacts = store.get_artifacts_by_id([artifact_id])
     return artifacts[0].uri if artifacts else None
 
-  def model_run(artifact_id):
-    """The ModelRun written by the Trainer execution that produced this model."""
+  def output_beside(artifact_id, role, key):
+    """The uri of output `key` of the execution that had this artifact as its `role`
+    (OUTPUT: the one that produced it; INPUT: one that read it)."""
     if artifact_id is None:
       return None
     for event in store.get_events_by_artifact_ids([artifact_id]):
-      if event.type != metadata_store_pb2.Event.OUTPUT:
+      if event.type != role:
         continue
       for out in store.get_events_by_execution_ids([event.execution_id]):
-        if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == "model_run":
+        if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == key:
           return uri(out.artifact_id)
     return None
 
-  def statistics_of(examples_id):
-    """The ExampleStatistics a StatisticsGen execution computed from these examples."""
-    if examples_id is None:
-      return None
-    for event in store.get_events_by_artifact_ids([examples_id]):
-      if event.type != metadata_store_pb2.Event.INPUT:
-        continue
-      for out in store.get_events_by_execution_ids([event.execution_id]):
-        if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == "statistics":
-          return uri(out.artifact_id)
-    return None
+  def model_run(model_id):
+    """The ModelRun written by the Trainer execution that produced this model."""
+    return output_beside(model_id, metadata_store_pb2.Event.OUTPUT, "model_run")
 
   blessed = None
   if "blessing" in outputs:
@@ -137,4 +130,6 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
       model_uri=uri(inputs.get("model")), baseline_uri=uri(inputs.get("baseline_model")),
       model_run_uri=model_run(inputs.get("model")),
       baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=blessed,
-      statistics_uri=statistics_of(inputs.get("examples")))
+      # The ExampleStatistics StatisticsGen computed from the evaluated examples.
+      statistics_uri=output_beside(inputs.get("examples"), metadata_store_pb2.Event.INPUT,
+                                   "statistics"))
