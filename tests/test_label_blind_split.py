@@ -173,20 +173,29 @@ def test_eval_auc_agrees_with_held_out_impressions(repeated_logs):
   assert leaky_eval < leaky_held_out - 0.05, (leaky_eval, leaky_held_out)
 
 
-def test_the_split_is_the_same_every_run(repeated_logs, tmp_path):
-  _, data, splits, _ = repeated_logs
+@pytest.fixture(scope="module")
+def small_logs(tmp_path_factory):
+  """20k generated impressions, for what needs no statistics."""
+  data = tmp_path_factory.mktemp("small") / "data"
+  taobao.write_csv(str(data), 20_000, seed=SEED)
+  return data, run_example_gen(data, tmp_path_factory.mktemp("small_split"))
+
+
+def test_the_split_is_the_same_every_run(small_logs, tmp_path):
+  data, splits = small_logs
   again = run_example_gen(data, tmp_path / "again")
   for name in ("train", "eval"):
     rows = [sorted(zip(*(run[name][c] for c in KEY + ("clk", "buy")))) for run in (again, splits)]
     assert rows[0] == rows[1]
 
 
-def test_split_by_user_keeps_each_user_on_one_side(repeated_logs, tmp_path):
-  _, data, _, _ = repeated_logs
+def test_split_by_user_keeps_each_user_on_one_side(small_logs, tmp_path):
+  data, _ = small_logs
   splits = run_example_gen(data, tmp_path / "by_user", Split.parse("columns=user_id"))
   train_users, eval_users = set(splits["train"]["user_id"]), set(splits["eval"]["user_id"])
   assert train_users and eval_users and not train_users & eval_users
-  assert len(splits["train"]["clk"]) + len(splits["eval"]["clk"]) == INPUT_ROWS
+  assert len(splits["train"]["clk"]) + len(splits["eval"]["clk"]) == 20_000
+  assert 0.1 < len(eval_users) / len(train_users | eval_users) < 0.3
 
 
 # --- by span --------------------------------------------------------------------
