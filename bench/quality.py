@@ -24,7 +24,8 @@ over 0.5, (AUC - 0.5) / (reference AUC - 0.5), and the calibration, mean
 prediction / mean label; then the first config (AITM) against every other
 model, paired by seed: it wins where it is ahead on every seed by more than
 the spread of the gap. Written to `<work>/quality.md`, the numbers to
-`<work>/quality.json` (after every seed).
+`<work>/quality.json` (after every seed); run again with the same `--work` and
+the seeds already in `quality.json` are reused, not re-run.
 """
 
 import os
@@ -413,6 +414,20 @@ def summarize(runs, tasks, candidate):
   return "\n".join(lines + diffs + agree), verdicts
 
 
+def _finished_runs(work, args, configs):
+  """{seed: run} of an earlier bench in `work` with the same rows, repeats and models."""
+  try:
+    with open(os.path.join(work, "quality.json")) as f:
+      earlier = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  names = {os.path.splitext(os.path.basename(c.source))[0] for c in configs}
+  same = (earlier.get("train_rows"), earlier.get("test_rows"), earlier.get("repeat_share")) == (
+      args.train_rows, args.test_rows, args.repeat_share)
+  return {r["seed"]: r for r in earlier.get("runs", [])
+          if same and names <= set(r["trained"])}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -443,8 +458,13 @@ def main():
   # The model the others are measured against: the first config's (AITM's by default).
   candidate = os.path.splitext(os.path.basename(configs[0].source))[0]
   runs = []
+  done = _finished_runs(work, args, configs)
   for seed in args.seeds:
-    runs.append(run_seed(args, seed, configs, os.path.join(work, f"seed{seed}")))
+    if seed in done:  # an interrupted bench picks up where it stopped
+      print(f"seed {seed}: reusing {work}/quality.json", flush=True)
+      runs.append(done[seed])
+    else:
+      runs.append(run_seed(args, seed, configs, os.path.join(work, f"seed{seed}")))
     with open(os.path.join(work, "quality.json"), "w") as f:
       json.dump({"train_rows": args.train_rows, "test_rows": args.test_rows,
                  "repeat_share": args.repeat_share, "runs": runs}, f, indent=2)
