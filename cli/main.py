@@ -20,6 +20,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from pipeline import configs  # noqa: E402
+from serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENT_RPCS  # noqa: E402
 
 # The first line of a failure that names the bad input, however deep Beam or
 # TFX wrapped it.
@@ -408,7 +409,9 @@ def _serve(args):
   try:
     server = LocalModelServer(sources, port=args.port, host=args.host,
                               poll_wait_seconds=args.file_system_poll_wait_seconds,
-                              config_file=args.model_config_file)
+                              config_file=args.model_config_file,
+                              max_batch_size=args.max_batch_size,
+                              max_concurrent_rpcs=args.max_concurrent_rpcs)
     server.start()
   except (OSError, ValueError) as e:
     sys.exit(f"error: {e}")
@@ -618,10 +621,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "proto), e.g. kubeflow/serving/models.config; re-read when it changes")
   srv.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
   srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
-  srv.add_argument("--num-versions", type=int, default=1,
+  srv.add_argument("--num-versions", type=_positive_int, default=1,
                    help="versions kept loaded, newest first (TF Serving's latest policy)")
   srv.add_argument("--file-system-poll-wait-seconds", type=float, default=1.0,
                    help="how often the base path is checked for new versions")
+  srv.add_argument("--max-batch-size", type=_positive_int, default=DEFAULT_MAX_BATCH_SIZE,
+                   help="rows a Predict request may carry; more is INVALID_ARGUMENT "
+                   "(default %(default)s)")
+  srv.add_argument("--max-concurrent-rpcs", type=_positive_int,
+                   default=DEFAULT_MAX_CONCURRENT_RPCS,
+                   help="requests served at once; more get RESOURCE_EXHAUSTED "
+                   "(default %(default)s)")
   srv.set_defaults(func=_serve)
 
   prd = sub.add_parser("predict", help="score rows of raw features through TF Serving's "
