@@ -439,8 +439,10 @@ def _predict(args):
       scores = client.predict(rows, signature=args.signature, version=args.version,
                               label=args.version_label, batch_size=args.batch_size,
                               source=source)
+      version = client.last_version
   except (ServingError, RowError, TimeoutError, ValueError) as e:
     sys.exit(f"error: {e}")
+  print(f"{len(rows):,} rows scored by {args.model_name} version {version}", file=sys.stderr)
   tasks = sorted(scores)
   out = open(args.output, "w", newline="") if args.output else sys.stdout
   try:
