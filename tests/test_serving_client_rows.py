@@ -4,7 +4,6 @@ scored wrongly are refused with file, line or row and column."""
 
 import os
 import shutil
-import threading
 import time
 
 import grpc

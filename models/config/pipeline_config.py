@@ -11,7 +11,7 @@ config is refused before any work starts.
 import dataclasses
 import math
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from google.protobuf import text_format
 
