@@ -10,7 +10,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(ls -d $$(pyenv root 2>/dev/null)/ver
   $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10.*/bin/python3.10 2>/dev/null) /usr/bin/python3.10 /usr/local/bin/python3.10; do \
   "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
-.PHONY: demo test venv lock clean which-python
+.PHONY: demo test venv lock clean which-python chromium
 
 which-python:
 	@echo "$(PYTHON310)"
@@ -31,8 +31,22 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/aitm run
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/python -m pytest -v -rs --durations=15 -n auto --dist loadgroup
+
+# The report tests render the HTML report in Debian's chromium: installed here when
+# this is root on a machine with apt-get, else make stops before the suite saying how.
+CHROMIUM ?= chromium
+AS_ROOT ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo yes)
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  if [ "$(AS_ROOT)" = yes ]; then \
+	    echo "installing Debian's chromium (the report tests render the HTML report in it)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq chromium; \
+	  else \
+	    echo "make test needs Chromium for the report tests; install it, then run make test again:" >&2; \
+	    echo "  sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }
 
 # Re-resolve requirements.in into requirements.lock (needs uv: pip install uv).
 lock:

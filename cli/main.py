@@ -20,6 +20,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from pipeline import configs  # noqa: E402
+from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC  # noqa: E402
+from models.training import TrainingConfig  # noqa: E402
+from pipeline.vertex_training import DEFAULT_MACHINE_TYPE  # noqa: E402
+from serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENT_RPCS  # noqa: E402
 
 # The first line of a failure that names the bad input, however deep Beam or
 # TFX wrapped it.
@@ -64,9 +68,8 @@ def _generate_data(args):
 
 def _training_settings(args):
   """`--learning-rate` etc.: they win over the config file's settings."""
-  from models.training import TrainingConfig
   settings = {}
-  for key in ("learning_rate", "batch_size", "max_epochs", "patience"):
+  for key in ("learning_rate", "batch_size", "max_epochs", "patience", "seed"):
     value = getattr(args, key)
     if value is not None:
       settings[key] = value
@@ -193,9 +196,10 @@ def _run(args):
           f"  aitm serve --model-base-path {base} --model-name {args.model_name} --port 8500\n"
           f"  aitm predict --server localhost:8500 --model-name {args.model_name} "
           "--input rows.csv")
-  elif summary.blessed is False:
-    print("\nthe model was not blessed (see above why), so it was not pushed")
   _report_after_run(args.pipeline_root, since=start)
+  if summary.blessed is False:
+    print("\nthe model was not blessed (see above why), so it was not pushed")
+    sys.exit(configs.EXIT_NOT_BLESSED)
 
 
 def _report_after_run(pipeline_root, since, failed=False):
@@ -294,8 +298,9 @@ def _warm_start_argument(parser, base):
 def _split_argument(parser):
   parser.add_argument("--split", type=_split, default=configs.SPLIT,
                       metavar="row|span|columns=NAME[,NAME]",
-                      help="how ExampleGen cuts train from eval, never by the labels: row "
-                      "(default; 4:1 by each row's file and place), columns=user_id (rows "
+                      help="how ExampleGen cuts train from eval, never by the labels "
+                      "(default %(default)s): row (4:1 by each row's file and place), "
+                      "columns=user_id (rows "
                       "sharing those values stay together: users the model never saw), "
                       "span (--data holds span-N/: the newest span evaluates, the ones "
                       "before it train)")
@@ -408,7 +413,9 @@ def _serve(args):
   try:
     server = LocalModelServer(sources, port=args.port, host=args.host,
                               poll_wait_seconds=args.file_system_poll_wait_seconds,
-                              config_file=args.model_config_file)
+                              config_file=args.model_config_file,
+                              max_batch_size=args.max_batch_size,
+                              max_concurrent_rpcs=args.max_concurrent_rpcs)
     server.start()
   except (OSError, ValueError) as e:
     sys.exit(f"error: {e}")
@@ -436,8 +443,10 @@ def _predict(args):
       scores = client.predict(rows, signature=args.signature, version=args.version,
                               label=args.version_label, batch_size=args.batch_size,
                               source=source)
+      version = client.last_version
   except (ServingError, RowError, TimeoutError, ValueError) as e:
     sys.exit(f"error: {e}")
+  print(f"{len(rows):,} rows scored by {args.model_name} version {version}", file=sys.stderr)
   tasks = sorted(scores)
   out = open(args.output, "w", newline="") if args.output else sys.stdout
   try:
@@ -471,11 +480,28 @@ def _training_arguments(parser):
   group.add_argument("--max-epochs", type=int, help="default: data_config.num_epochs, else "
                      "sized from the train rows")
   group.add_argument("--patience", type=int,
-                     help="epochs without eval AUC improvement before stopping (default 2)")
+                     help="epochs without eval AUC improvement before stopping (default "
+                     f"{TrainingConfig().patience})")
+  group.add_argument("--seed", type=int, help="seeds weight initialization, dropout and the "
+                     "input shuffle: the same seed, data and settings train the same model "
+                     "(default: a fresh seed each run)")
+
+
+def _version() -> str:
+  from importlib import metadata
+  try:
+    return metadata.version("aitm-tfx")
+  except metadata.PackageNotFoundError:
+    return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aitm", description=__doc__)
+  parser = argparse.ArgumentParser(
+      prog="aitm", description=__doc__,
+      epilog=f"`aitm run` exits 0 when it pushed a model, {configs.EXIT_NOT_BLESSED} when it "
+      "trained and evaluated one that was not blessed (nothing pushed), 1 on an error "
+      "(nothing pushed).")
+  parser.add_argument("--version", action="version", version=f"aitm {_version()}")
   sub = parser.add_subparsers(dest="command", required=True)
 
   gen = sub.add_parser("generate-data", help="write synthetic Taobao impressions as CSV")
@@ -516,10 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
   _training_arguments(run)
   run.add_argument("--min-auc", action="append", metavar="[TASK=]AUC",
                    help="blessing floor of the eval AUC, for every task or one (repeat the "
-                   "flag; default 0.55)")
+                   f"flag; default {DEFAULT_MIN_AUC})")
   run.add_argument("--max-auc-drop", action="append", metavar="[TASK=]DROP",
                    help="how far the eval AUC may fall below the latest blessed model's, "
-                   "for every task or one (repeat the flag; default 0.01)")
+                   f"for every task or one (repeat the flag; default {DEFAULT_MAX_AUC_DROP})")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.add_argument("--span", type=int, help="with --data holding span-N/ directories: the "
                    "span to read (default: the newest)")
@@ -557,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
   kfp = sub.add_parser("compile-kfp", aliases=["compile-kubeflow"],
                        help="write the pipeline as a Kubeflow Pipelines v2 spec "
                        "(KubeflowV2DagRunner)")
-  kfp.add_argument("--output", "--out", default="aitm_pipeline.json", help=".json or .yaml")
+  kfp.add_argument("--output", "--out", default=configs.KFP_PACKAGE,
+                   help=".json or .yaml (default %(default)s, what schedule-kfp reads)")
   kfp.add_argument("--image", default=configs.KUBEFLOW_IMAGE,
                    help="the image built from kubeflow/Dockerfile, in your registry")
   kfp.add_argument("--pipeline-root", required=True, help="e.g. gs://bucket/aitm/root")
@@ -580,16 +607,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "train_distribute: MultiWorkerMirroredStrategy when more than 1)")
   kfp.add_argument("--vertex-project", help="Google Cloud project of the training job")
   kfp.add_argument("--vertex-region", help="its region, e.g. us-central1")
-  kfp.add_argument("--train-machine-type", help="each worker's machine (default n1-standard-8)")
+  kfp.add_argument("--train-machine-type", help="each worker's machine (default "
+                   f"{DEFAULT_MACHINE_TYPE})")
   _beam_arguments(kfp, "in-process DirectRunner in each component's pod")
   kfp.set_defaults(func=_compile_kfp)
 
   sch = sub.add_parser("schedule-kfp", help="run the compiled spec every day on Kubeflow "
                        "Pipelines (a recurring run)")
   sch.add_argument("--host", required=True, help="the KFP API, e.g. https://kfp.example.com")
-  sch.add_argument("--package", default="aitm_pipeline.yaml", help="aitm compile-kfp's output")
+  sch.add_argument("--package", default=configs.KFP_PACKAGE,
+                   help="aitm compile-kfp's output (default %(default)s)")
   sch.add_argument("--cron", default="0 0 3 * * *",
-                   help="6 fields, seconds first (KFP's cron); default daily at 03:00")
+                   help="6 fields, seconds first (KFP's cron); default %(default)r, daily at "
+                   "03:00")
   sch.add_argument("--experiment", default="aitm")
   sch.add_argument("--name", default="aitm-daily")
   sch.add_argument("--namespace", help="the Kubeflow profile's namespace (multi-user KFP)")
@@ -618,10 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "proto), e.g. kubeflow/serving/models.config; re-read when it changes")
   srv.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
   srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
-  srv.add_argument("--num-versions", type=int, default=1,
+  srv.add_argument("--num-versions", type=_positive_int, default=1,
                    help="versions kept loaded, newest first (TF Serving's latest policy)")
   srv.add_argument("--file-system-poll-wait-seconds", type=float, default=1.0,
                    help="how often the base path is checked for new versions")
+  srv.add_argument("--max-batch-size", type=_positive_int, default=DEFAULT_MAX_BATCH_SIZE,
+                   help="rows a Predict request may carry; more is INVALID_ARGUMENT "
+                   "(default %(default)s)")
+  srv.add_argument("--max-concurrent-rpcs", type=_positive_int,
+                   default=DEFAULT_MAX_CONCURRENT_RPCS,
+                   help="requests served at once; more get RESOURCE_EXHAUSTED "
+                   "(default %(default)s)")
   srv.set_defaults(func=_serve)
 
   prd = sub.add_parser("predict", help="score rows of raw features through TF Serving's "

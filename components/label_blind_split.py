@@ -79,6 +79,10 @@ class Split:
       raise ValueError(f"--split {text!r}: expected row, span or columns=NAME[,NAME...]")
     return cls(kind, columns)
 
+  def __str__(self) -> str:
+    """The --split text that parses back into this split's kind and columns."""
+    return f"columns={','.join(self.columns)}" if self.kind == "columns" else self.kind
+
   def describe(self) -> str:
     if self.kind == "row":
       return "by row (each row's file and place in it; labels never read)"

@@ -7,7 +7,11 @@ PushDestination, so the Kubeflow `push_destination` runtime parameter works
 as before) publishes through serving.version_store: staged and renamed into
 place, numbered above every existing version, and then the complete versions
 beyond the newest `keep_versions` are deleted. The artifact records the
-version and destination as TFX's does.
+version and destination as TFX's does. The steps are ordered so that any
+failure leaves serving and ML Metadata agreeing: the archive copy into the
+artifact first (a failure: nothing served, the run failed), then the version
+(a retry finds it rather than publishing it again), then the pruning (a
+failure is a warning: the push stands).
 """
 
 from typing import Any, Dict, List
@@ -54,14 +58,24 @@ class Executor(pusher_executor.Executor):
     keep = custom_config.get(KEEP_VERSIONS_KEY)
     base = destination.filesystem.base_directory
     model_path = self.GetModelPath(input_dict)
-    serving_path = version_store.publish(model_path, base)
-    deleted = version_store.prune(base, keep) if keep is not None else []
+    # First the archive copy in the artifact, as TFX's Pusher keeps: a failure here
+    # (a full disk) must come before anything is served that ML Metadata won't know.
+    io_utils.copy_dir(model_path, model_push.uri)
+    # Then the version; a retry of a push that published but crashed before ML
+    # Metadata recorded it finds that version instead of serving the model twice.
+    serving_path = version_store.publish(model_path, base, once=True)
     version = serving_path.rstrip("/").rsplit("/", 1)[-1]
+    deleted = []
+    if keep is not None:
+      try:
+        deleted = version_store.prune(base, keep)
+      except Exception as e:  # noqa: BLE001 - the push stands; old versions stay
+        print(f"  [Pusher] WARNING: version {version} is published, but deleting the "
+              f"versions beyond the newest {keep} failed: {type(e).__name__}: {e}",
+              flush=True)
     print(f"  [Pusher] published version {version} to {base}"
           + (f"; deleted {', '.join(map(str, deleted))} (keeping the newest {keep})"
              if deleted else ""), flush=True)
-    # An archive copy in the artifact, as TFX's Pusher keeps.
-    io_utils.copy_dir(model_path, model_push.uri)
     self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
     logging.info("Model pushed to %s.", serving_path)
 

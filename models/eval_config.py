@@ -34,14 +34,11 @@ from tensorflow_model_analysis.proto import config_pb2
 from models import preprocessing
 from models.config import PipelineConfig
 from models.funnel_metrics import funnel_metric_config
+from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC  # noqa: F401
 from models.signatures import TRANSFORM_SIGNATURE
 
 # Raw columns to slice by, when the config has them.
 SLICE_FEATURES: Sequence[str] = ("pid", "age_level", "new_user_class_level", "shopping_level")
-# Every task's overall eval AUC must reach this for the model to be blessed.
-DEFAULT_MIN_AUC = 0.55
-# ... and may be at most this much below the baseline's (absolute AUC).
-DEFAULT_MAX_AUC_DROP = 0.01
 CANDIDATE, BASELINE = "candidate", "baseline"
 # TFMA only calls the models' signatures. Left unset, it loads each model as Keras
 # twice (once to find its type, once to run it), rebuilding every layer from its

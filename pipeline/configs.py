@@ -38,6 +38,11 @@ TRAIN_BUCKETS, EVAL_BUCKETS = label_blind_split.TRAIN_BUCKETS, label_blind_split
 # the Kubeflow default, inside each component's pod (pipeline.beam_options for more).
 BEAM_PIPELINE_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
                       "--direct_num_workers=1")
+# What `aitm compile-kfp` writes and `aitm schedule-kfp` reads, unless told otherwise.
+KFP_PACKAGE = "aitm_pipeline.yaml"
+# `aitm run` exits with this when the model was trained and evaluated but not blessed,
+# so nothing was pushed (0: pushed; 1: an error, nothing trained or pushed).
+EXIT_NOT_BLESSED = 3
 # The image kubeflow/Dockerfile builds (`docker build -f kubeflow/Dockerfile -t
 # aitm-tfx:0.1.0 .`, then push it to your registry): the Kubeflow steps' default.
 KUBEFLOW_IMAGE = "aitm-tfx:0.1.0"

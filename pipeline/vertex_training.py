@@ -20,6 +20,9 @@ from typing import Any, Dict, List, Optional
 
 from models.distribution import MULTI_WORKER
 
+# Each worker's Compute Engine machine when none is given.
+DEFAULT_MACHINE_TYPE = "n1-standard-8"
+
 
 @dataclasses.dataclass(frozen=True)
 class VertexTraining:
@@ -32,7 +35,7 @@ class VertexTraining:
   region: str
   image: str
   workers: int = 2
-  machine_type: str = "n1-standard-8"
+  machine_type: str = DEFAULT_MACHINE_TYPE
   accelerator_type: Optional[str] = None
   accelerator_count: int = 0
 

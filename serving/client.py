@@ -8,7 +8,8 @@
 
 The same calls work against TF Serving and against `aitm serve`. Rows are raw
 features (serving.request_rows); the column types are read from the model's
-own `serving_raw` signature with GetModelMetadata, once per version. Each call
+own `serving_raw` signature with GetModelMetadata, cached per served version,
+and the version that answers first scores every batch of a call. Each call
 has a deadline; UNAVAILABLE (server starting, restarting, or a dropped
 connection) is retried with exponential backoff, every other error is raised
 as ServingError with the server's status code and message.
@@ -27,7 +28,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving.request_rows import batches, column_kinds, to_example, to_raw_columns
+from serving.request_rows import (batches, check_columns, column_kinds, to_example,
+                                  to_raw_columns)
 
 EXAMPLES_SIGNATURE, RAW_SIGNATURE = "serving_default", "serving_raw"
 _RETRIED = (grpc.StatusCode.UNAVAILABLE,)
@@ -87,7 +89,8 @@ class ServingClient:
                          ("grpc.max_send_message_length", 64 << 20)])
     self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
     self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
-    self._kinds = {}   # (version, label) -> column kinds
+    self._kinds = {}   # served version -> column kinds
+    self.last_version: Optional[int] = None   # the version that scored the last predict()
 
   def close(self):
     self._channel.close()
@@ -178,15 +181,19 @@ class ServingClient:
   def column_kinds(self, version: Optional[int] = None,
                    label: Optional[str] = None) -> Dict[str, str]:
     """The raw columns the model takes and their kinds, from its serving_raw signature."""
-    key = (version, label)
-    if key not in self._kinds:
-      _, signatures = self.metadata(version, label)
+    return self._served_kinds(version, label)[1]
+
+  def _served_kinds(self, version: Optional[int], label: Optional[str]):
+    """(the version that answered, its column kinds): one GetModelMetadata call, the
+    kinds cached per served version (a reload may change them)."""
+    served, signatures = self.metadata(version, label)
+    if served not in self._kinds:
       if RAW_SIGNATURE not in signatures:
         raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                            f"the model has no {RAW_SIGNATURE} signature to read column "
                            f"types from (has {sorted(signatures)})", "GetModelMetadata")
-      self._kinds[key] = column_kinds(signatures[RAW_SIGNATURE])
-    return self._kinds[key]
+      self._kinds[served] = column_kinds(signatures[RAW_SIGNATURE])
+    return served, self._kinds[served]
 
   def predict(self, rows: Iterable[Mapping], signature: str = EXAMPLES_SIGNATURE,
               version: Optional[int] = None, label: Optional[str] = None,
@@ -195,24 +202,42 @@ class ServingClient:
 
     `signature`: serving_default (tf.Examples) or serving_raw (a tensor per
     column); `batch_size` rows go in one Predict call. Returns {task: float32
-    [rows]}, e.g. {'ctr': ..., 'cvr': ...}."""
+    [rows]}, e.g. {'ctr': ..., 'cvr': ...}.
+
+    Every batch is scored by one version: the one serving when the call starts
+    (or the one asked for), pinned for the rest of the call, so a reload in the
+    middle can't mix two models' scores; if that version is unloaded before the
+    call ends, it fails with NOT_FOUND naming it. `last_version` holds it after
+    the call. A row with a column the model doesn't take but nearly does
+    (another case, a typo) is refused, naming the model's columns; other
+    columns (labels, ids) are ignored."""
     if signature not in (EXAMPLES_SIGNATURE, RAW_SIGNATURE):
       raise ValueError(f"signature must be {EXAMPLES_SIGNATURE} or {RAW_SIGNATURE}, "
                        f"got {signature!r}")
     if batch_size <= 0:
       raise ValueError("batch_size must be positive")
-    kinds = self.column_kinds(version, label)
+    pinned, kinds = self._served_kinds(version, label)
     parts: Dict[str, List[np.ndarray]] = {}
     first = 0
     for batch in batches(rows, batch_size):
+      for i, row in enumerate(batch):
+        check_columns(row, kinds, f"{source} row {first + i + 1}")
       if signature == EXAMPLES_SIGNATURE:
         inputs = {"examples": np.array(
             [to_example(row, kinds, f"{source} row {first + i + 1}")
              for i, row in enumerate(batch)], dtype=object)}
       else:
         inputs = to_raw_columns(batch, kinds, first, source)
-      outputs = self.predict_tensors(inputs, signature, version, label)
+      try:
+        outputs = self.predict_tensors(inputs, signature, pinned)
+      except ServingError as e:
+        if e.code == grpc.StatusCode.NOT_FOUND and first:
+          raise ServingError(e.code, f"version {pinned}, which scored rows 1-{first}, was "
+                             f"unloaded before row {first + 1}; nothing mixed, retry the "
+                             f"call ({e.message})", e.method) from None
+        raise
       for name, value in outputs.items():
         parts.setdefault(name, []).append(np.asarray(value, np.float32).reshape(-1))
       first += len(batch)
+    self.last_version = pinned
     return {name: np.concatenate(values) for name, values in parts.items()}

@@ -49,6 +49,11 @@ class VersionPolicy:
       return cls(latest=proto.latest.num_versions or 1)
     return cls()
 
+  def __post_init__(self):
+    if self.latest is not None and self.latest < 1:
+      raise ValueError(f"a latest-versions policy serves at least 1 version, got "
+                       f"{self.latest}")
+
   @property
   def is_all(self) -> bool:
     return self.latest is None and not self.specific

@@ -12,14 +12,18 @@ doesn't take (labels such as `clk`, `buy`) are ignored.
   a missing float NaN; an integer column has no missing value, so a row
   without one is refused (send it to `serving_default` instead).
 
-A value that doesn't parse as its column's type is refused with the row and
-column named.
+A value that doesn't parse as its column's type, an integer beyond int64, a
+column that nearly names one of the model's (another case, a typo), and a CSV
+row with fewer or more fields than its header are refused with the file, row
+or line and column named. Files are UTF-8, with or without a byte-order mark.
 """
 
 import csv
+import difflib
 import json
 import math
 import os
+import re
 import sys
 from typing import Dict, Iterable, Iterator, List, Mapping
 
@@ -53,6 +57,11 @@ def _is_missing(value) -> bool:
       isinstance(value, float) and math.isnan(value))
 
 
+_INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
+# What an integer cell may hold: Python's int() also takes "1_9" and other scripts' digits.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _parse(value, kind, where):
   try:
     if kind == _STRING:
@@ -60,10 +69,30 @@ def _parse(value, kind, where):
     if kind == _INT:
       if isinstance(value, float) and not value.is_integer():
         raise ValueError("not an integer")
-      return int(value)
+      if isinstance(value, str) and not _INTEGER.fullmatch(value.strip()):
+        raise ValueError("not ASCII digits")
+      number = int(value)
+      if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ValueError("beyond int64")
+      return number
     return float(value)
   except (TypeError, ValueError) as e:
     raise RowError(f"{where}: {value!r} is not a valid {kind} ({e})") from None
+
+
+def check_columns(row: Mapping, kinds: Mapping[str, str], where: str) -> None:
+  """RowError when the row names a column the model doesn't take but nearly does
+  (another case, a typo), or none of the model's columns at all."""
+  unknown = [name for name in row if name not in kinds]
+  for name in unknown:
+    close = [c for c in kinds if c.lower() == str(name).lower()] or difflib.get_close_matches(
+        str(name), list(kinds), n=1, cutoff=0.8)
+    if close:
+      raise RowError(f"{where}: column {name!r} is not one the model takes; did you mean "
+                     f"{close[0]!r}? Its columns: {', '.join(sorted(kinds))}")
+  if row and len(unknown) == len(row):
+    raise RowError(f"{where}: none of its columns ({', '.join(map(str, row))}) is one the "
+                   f"model takes: {', '.join(sorted(kinds))}")
 
 
 def to_example(row: Mapping, kinds: Mapping[str, str], where: str) -> bytes:
@@ -108,20 +137,33 @@ def to_raw_columns(rows: List[Mapping], kinds: Mapping[str, str],
 
 
 def read_rows(path: str, fmt: str = None) -> Iterator[Dict]:
-  """Rows of a CSV file with a header or a JSON-lines file ('-': stdin). The
-  format comes from `fmt` ('csv' | 'jsonl') or the file's extension."""
+  """Rows of a CSV file with a header or a JSON-lines file ('-': stdin), UTF-8 with
+  or without a byte-order mark. The format comes from `fmt` ('csv' | 'jsonl') or the
+  file's extension. A CSV row with more or fewer fields than the header, and text
+  that is not UTF-8, are refused naming the line."""
   if fmt is None:
     ext = os.path.splitext(path)[1].lower()
     fmt = "jsonl" if ext in (".jsonl", ".json", ".ndjson") else "csv"
   if fmt not in ("csv", "jsonl"):
     raise ValueError(f"unknown row format {fmt!r}: use csv or jsonl")
-  stream = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")
+  raw = sys.stdin.buffer if path == "-" else open(path, "rb")
   name = "stdin" if path == "-" else path
+  lines = _decoded_lines(raw, name)
   try:
     if fmt == "csv":
-      yield from csv.DictReader(stream)
+      reader = csv.reader(line for _, line in lines)
+      header = next(reader, None)
+      if header is None:
+        return
+      for row in reader:
+        if not row:
+          continue
+        if len(row) != len(header):
+          raise RowError(f"{name} line {reader.line_num}: {len(row)} fields where the "
+                         f"header has {len(header)} ({', '.join(header)})")
+        yield dict(zip(header, row))
     else:
-      for number, line in enumerate(stream, 1):
+      for number, line in lines:
         if not line.strip():
           continue
         try:
@@ -133,8 +175,19 @@ def read_rows(path: str, fmt: str = None) -> Iterator[Dict]:
                          f"{type(row).__name__}")
         yield row
   finally:
-    if stream is not sys.stdin:
-      stream.close()
+    if raw is not sys.stdin.buffer:
+      raw.close()
+
+
+def _decoded_lines(raw, name) -> Iterator:
+  """(line number, text) of a binary stream, each line decoded on its own so that bytes
+  that are not UTF-8 are refused with their line; a leading byte-order mark dropped."""
+  for number, line in enumerate(raw, 1):
+    try:
+      text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+      raise RowError(f"{name} line {number}: not UTF-8 text ({e.reason})") from None
+    yield number, text
 
 
 def batches(rows: Iterable, size: int) -> Iterator[List]:

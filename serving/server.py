@@ -18,6 +18,12 @@ client written against it works unchanged against TF Serving.
 * Errors carry TF Serving's status codes: an unknown model or version is
   NOT_FOUND, a wrong input name, dtype or shape or an unparsable tf.Example is
   INVALID_ARGUMENT naming the input. No request can stop the server.
+* Limits: a request's tensors are checked against what they carry and against
+  `max_batch_size` before anything is allocated (a TensorProto may declare a
+  shape of billions of elements in a few bytes); at most
+  `max_concurrent_rpcs` requests are served at once, the rest get
+  RESOURCE_EXHAUSTED; a request whose deadline has passed is not computed
+  (DEADLINE_EXCEEDED).
 """
 
 import concurrent.futures
@@ -33,6 +39,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENT_RPCS
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
                                     read_model_config_file, snapshot)
 
@@ -208,8 +215,8 @@ class ModelRegistry:
       if mtime == self._config_mtime:
         return
       sources = read_model_config_file(self._config_file)
-    except (OSError, ValueError) as e:
-      self._log(f"[serve] keeping the current models: {e}")
+    except Exception as e:  # noqa: BLE001 - a bad edit keeps what is served
+      self._log(f"[serve] keeping the current models: {type(e).__name__}: {e}")
       return
     self._config_mtime = mtime
     models = {}
@@ -228,7 +235,53 @@ def _abort(context, code, message):
   context.abort(code, message)
 
 
-def _tensor_inputs(request, function, signature_name):
+# dtype -> the TensorProto field its values are in, when not in tensor_content.
+_VALUE_FIELDS = {
+    tf.string: "string_val", tf.float32: "float_val", tf.float64: "double_val",
+    tf.int64: "int64_val", tf.int32: "int_val", tf.int16: "int_val", tf.int8: "int_val",
+    tf.uint8: "int_val", tf.uint16: "int_val", tf.bool: "bool_val", tf.float16: "half_val",
+    tf.bfloat16: "half_val", tf.uint32: "uint32_val", tf.uint64: "uint64_val",
+}
+
+
+def _dtype_name(number: int) -> str:
+  try:
+    return tf.dtypes.as_dtype(number).name
+  except TypeError:
+    return f"unknown dtype {number}"
+
+
+def _check_size(name: str, proto, dtype: tf.DType, max_batch_size: int) -> None:
+  """Refuses a TensorProto whose declared shape doesn't match the values it carries, or
+  whose batch is over the limit, before make_ndarray allocates the declared shape."""
+  if proto.tensor_shape.unknown_rank:
+    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input '{name}': unknown rank")
+  dims = [d.size for d in proto.tensor_shape.dim]
+  if any(d < 0 for d in dims):
+    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"input '{name}': shape {dims} has a negative dimension")
+  if dims and dims[0] > max_batch_size:
+    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"input '{name}': batch of {dims[0]:,} rows is over this server's "
+                       f"limit of {max_batch_size:,} (--max-batch-size)")
+  declared = 1
+  for d in dims:
+    declared *= d
+  if proto.tensor_content:
+    if dtype == tf.string:
+      raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"input '{name}': strings travel in string_val, not tensor_content")
+    present = len(proto.tensor_content) // dtype.size
+  else:
+    present = len(getattr(proto, _VALUE_FIELDS.get(dtype, "string_val")))
+  if present != declared:
+    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"input '{name}': shape {dims} declares {declared:,} values but the "
+                       f"tensor carries {present:,}")
+
+
+def _tensor_inputs(request, function, signature_name,
+                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
   """The request's TensorProtos as tensors, checked against the signature."""
   specs = function.structured_input_signature[1]
   sent, expected = set(request.inputs), set(specs)
@@ -242,9 +295,10 @@ def _tensor_inputs(request, function, signature_name):
   for name, spec in specs.items():
     proto = request.inputs[name]
     if proto.dtype != spec.dtype.as_datatype_enum:
-      sent_type = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
+      sent_type = _dtype_name(proto.dtype) if proto.dtype else "no dtype"
       raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                          f"input '{name}': expects {spec.dtype.name} but got {sent_type}")
+    _check_size(name, proto, spec.dtype, max_batch_size)
     try:
       value = tf.make_ndarray(proto)
     except Exception as e:  # noqa: BLE001 - malformed TensorProto content
@@ -260,6 +314,14 @@ def _tensor_inputs(request, function, signature_name):
     raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                        f"inputs have different batch sizes: {batch_sizes}")
   return tensors
+
+
+def _check_deadline(context):
+  """DEADLINE_EXCEEDED, without computing, when the client has stopped waiting."""
+  remaining = context.time_remaining()
+  if (remaining is not None and remaining <= 0) or not context.is_active():
+    raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                       "the request's deadline passed before it was computed")
 
 
 def _run_signature(function, tensors, signature_name):
@@ -285,11 +347,13 @@ _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
-  def __init__(self, registry: ModelRegistry):
+  def __init__(self, registry: ModelRegistry, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
     self.registry = registry
+    self.max_batch_size = max_batch_size
 
   def Predict(self, request, context):
     try:
+      _check_deadline(context)
       servable = self.registry.get(request.model_spec.name).resolve(request.model_spec)
       signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
       function = servable.signatures.get(signature_name)
@@ -297,7 +361,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
                            f'Serving signature name: "{signature_name}" not found in '
                            f"signature def (has {sorted(servable.signatures)})")
-      tensors = _tensor_inputs(request, function, signature_name)
+      tensors = _tensor_inputs(request, function, signature_name, self.max_batch_size)
+      _check_deadline(context)
       outputs = _run_signature(function, tensors, signature_name)
       names = list(request.output_filter) or sorted(outputs)
       unknown = sorted(set(names) - set(outputs))
@@ -407,9 +472,14 @@ class LocalModelServer:
   def __init__(self, sources: Optional[List[ModelSource]] = None, port: int = 8500,
                host: str = "127.0.0.1",
                poll_wait_seconds: float = 1.0, config_file: Optional[str] = None,
-               max_workers: int = 16, log=print):
+               max_workers: int = 16, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+               max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS, log=print):
     if poll_wait_seconds <= 0:
       raise ValueError("poll_wait_seconds must be positive")
+    if max_batch_size < 1 or max_concurrent_rpcs < 1 or max_workers < 1:
+      raise ValueError("max_batch_size, max_concurrent_rpcs and max_workers must be at "
+                       "least 1")
+    self.max_batch_size, self.max_concurrent_rpcs = max_batch_size, max_concurrent_rpcs
     self.registry = ModelRegistry(sources, config_file, log)
     self.poll_wait_seconds = poll_wait_seconds
     self._host, self._port, self._max_workers = host, port, max_workers
@@ -429,9 +499,10 @@ class LocalModelServer:
     self.registry.poll()
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self._max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20),
-                                  ("grpc.max_send_message_length", 64 << 20)])
+                                  ("grpc.max_send_message_length", 64 << 20)],
+                         maximum_concurrent_rpcs=self.max_concurrent_rpcs)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.registry), server)
+        PredictionService(self.registry, self.max_batch_size), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(self.registry), server)
     try:
@@ -448,7 +519,11 @@ class LocalModelServer:
 
   def _poll_loop(self):
     while not self._stop.wait(self.poll_wait_seconds):
-      self.registry.poll()
+      try:
+        self.registry.poll()
+      except Exception as e:  # noqa: BLE001 - the poller must outlive any one poll
+        self._log(f"[serve] poll failed, retried in {self.poll_wait_seconds:g}s: "
+                  f"{type(e).__name__}: {e}")
 
   def stop(self, grace: float = 1.0):
     self._stop.set()

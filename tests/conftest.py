@@ -87,3 +87,36 @@ def gate_runs(pipeline_run, tmp_path_factory) -> GateRuns:
   normal = run_local(training={**E2E_TRAINING, "log_every_steps": 49},
                      serving_dir=str(root / "normal"), **kwargs)
   return GateRuns(str(root / "weak"), weak, str(root / "normal"), normal)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_base(tmp_path_factory):
+  """A base path holding version 1 of a tiny SavedModel with the AITM model's input
+  contract in small: `serving_default` takes serialized tf.Examples (`examples`,
+  string [None]), `serving_raw` a string, an int64 and a float32 column, and
+  `ctr` = sigmoid(value / scale). For the server's and client's own checks,
+  without training anything; `<base>-v2/1` is the same with another scale."""
+  import tensorflow as tf
+
+  class Tiny(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(self, examples):
+      parsed = tf.io.parse_example(examples, {
+          "price": tf.io.FixedLenFeature([], tf.int64, default_value=0)})
+      return {"ctr": tf.sigmoid(tf.cast(parsed["price"], tf.float32) / self.scale)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="pid"),
+                                  tf.TensorSpec([None], tf.int64, name="price"),
+                                  tf.TensorSpec([None], tf.float32, name="score")])
+    def raw(self, pid, price, score):
+      value = tf.cast(tf.strings.length(pid), tf.float32) + tf.cast(price, tf.float32) + score
+      return {"ctr": tf.sigmoid(value / self.scale)}
+
+  root = tmp_path_factory.mktemp("tiny")
+  for name, scale in (("tiny", 10.0), ("tiny-v2", 5.0)):
+    module = Tiny()
+    module.scale = tf.Variable(scale)
+    tf.saved_model.save(module, str(root / name / "1"),
+                        signatures={"serving_default": module.serve, "serving_raw": module.raw})
+  # tiny/1 is served; tiny-v2/1, the same signatures with other scores, is a later version.
+  return str(root / "tiny")

@@ -92,3 +92,72 @@ def test_generate_data_repeats_impressions_unless_told_not_to(tmp_path):
   bad = _aitm("generate-data", "--out", str(tmp_path / "x"), "--repeat-share", "2",
               cwd=configs.PROJECT_DIR)
   assert bad.returncode == 1 and "--repeat-share" in bad.stderr
+
+
+def test_version_and_help_defaults_come_from_the_code():
+  import argparse
+  import re as regex
+  from cli.main import build_parser
+  from components.label_blind_split import Split
+  from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC
+  from models.training import TrainingConfig
+  result = _aitm("--version", cwd=configs.PROJECT_DIR)
+  with open(os.path.join(configs.PROJECT_DIR, "pyproject.toml")) as f:
+    version = regex.search(r'^version = "([^"]+)"', f.read(), regex.M).group(1)
+  assert result.returncode == 0 and result.stdout.strip() == f"aitm {version}"
+  parser = build_parser()
+  commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+  checked = 0
+  for name, sub in commands.choices.items():
+    for action in sub._actions:
+      text = (action.help or "") % {"default": action.default} if action.help else ""
+      # Numbers and the split: a help that states them must state the code's.
+      if "default" not in text or isinstance(action.default, bool) or not isinstance(
+          action.default, (int, float, Split)):
+        continue
+      shown = regex.findall(r"default:? ([^\s,;)]+)", text)
+      assert any(str(action.default) in s or repr(action.default) in text for s in shown) or \
+          str(action.default) in text, (name, action.dest, action.default, text)
+      checked += 1
+  assert checked >= 5
+  run = commands.choices["run"]
+  helps = {a.dest: a.help for a in run._actions}
+  assert f"default {TrainingConfig().patience})" in helps["patience"]
+  assert f"default {DEFAULT_MIN_AUC})" in helps["min_auc"]
+  assert f"default {DEFAULT_MAX_AUC_DROP})" in helps["max_auc_drop"]
+  assert (commands.choices["compile-kfp"].get_default("output")
+          == commands.choices["schedule-kfp"].get_default("package"))
+
+
+def test_run_exits_with_its_own_code_when_the_model_was_not_blessed(tmp_path, monkeypatch,
+                                                                    capsys):
+  import pytest
+  from cli import main as cli
+  from pipeline import local_runner
+  from pipeline.run_summary import RunSummary
+
+  def not_blessed(**kwargs):
+    assert kwargs["training"]["seed"] == 5
+    return RunSummary("run", {}, {}, {"train": 8, "eval": 2}, {"ctr": 0.51}, False, None,
+                      not_blessed=["not blessed: ctr AUC 0.510 is below the floor 0.55"])
+  monkeypatch.setattr(local_runner, "run_local", not_blessed)
+  (tmp_path / "data").mkdir()
+  with pytest.raises(SystemExit) as stop:
+    cli.main(["run", "--data", str(tmp_path / "data"), "--pipeline-root",
+              str(tmp_path / "root"), "--seed", "5"])
+  assert stop.value.code == configs.EXIT_NOT_BLESSED == 3
+  assert "the model was not blessed" in capsys.readouterr().out
+
+
+def test_make_test_without_chromium_stops_before_the_suite_saying_how():
+  """Not root (or no apt-get): make names the one command and runs no test; with
+  Chromium on PATH, nothing to do."""
+  missing = subprocess.run(["make", "-s", "chromium", "CHROMIUM=no-such-chromium", "AS_ROOT=no"],
+                           capture_output=True, text=True, timeout=60, cwd=configs.PROJECT_DIR)
+  assert missing.returncode != 0
+  assert "sudo apt-get install chromium" in missing.stderr
+  present = subprocess.run(["make", "-s", "chromium", f"CHROMIUM={sys.executable}"],
+                           capture_output=True, text=True, timeout=60, cwd=configs.PROJECT_DIR)
+  assert present.returncode == 0 and present.stdout == ""
+  with open(os.path.join(configs.PROJECT_DIR, "Makefile")) as f:
+    assert "\ntest: $(STAMP) chromium\n" in f.read()

@@ -190,3 +190,22 @@ def test_shipped_configs_match_their_schemas():
       check_schema(load_config(os.path.join(CONFIG_DIR, name)), os.path.join(schemas, schema))
   with pytest.raises(ConfigError, match="'cart' is in the schema but not in data_config"):
     check_schema(load_config(configs.CONFIG_PATH), os.path.join(schemas, "taobao_cart_raw.pbtxt"))
+
+
+def test_a_config_that_is_not_utf8_names_its_line(tmp_path):
+  bad = tmp_path / "latin1.config"
+  bad.write_bytes(_text().encode("utf-8").replace(b"# AITM", b"# AITM \xe9", 1))
+  with pytest.raises(ConfigError, match=r"latin1.config:1: the config is not UTF-8 text"):
+    load_config(str(bad))
+
+
+@pytest.mark.parametrize("old, new", [
+    ("weight: 1.0", "weight: -1.0"), ("weight: 1.0", "weight: nan"),
+    ("losses { loss_type: ORDER_CALIBRATE_LOSS }",
+     "losses { loss_type: ORDER_CALIBRATE_LOSS weight: inf }")])
+def test_tower_and_loss_weights_are_finite_and_not_negative(old, new):
+  text = _text()
+  assert old in text
+  with pytest.raises(ConfigError, match=r":\d+: weight: tower '\w+': (the|a loss) weight must "
+                                        r"be a finite number >= 0"):
+    parse_config(text.replace(old, new, 1), source="c.config")

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from components.csv_example_gen.csv_parser import BadInputError, read_examples
+from components.csv_example_gen.csv_parser import BadInputError, decoded_lines, read_examples
 from models.config import load_config
 from models.features import Column, ColumnType
 from pipeline import configs
@@ -100,3 +100,22 @@ def test_unbalanced_quote_is_a_clear_error():
 def test_empty_file():
   with pytest.raises(BadInputError, match="the file is empty"):
     list(read_examples("empty.csv", io.StringIO(""), CONFIG.columns, CONFIG.labels))
+
+
+def test_bytes_that_are_not_utf8_name_their_line():
+  raw = io.BytesIO("clk,buy\n0,0\n".encode() + b"1,\xe9\n")
+  lines = decoded_lines("day1.csv", raw)
+  assert next(lines) == "clk,buy\n" and next(lines) == "0,0\n"
+  with pytest.raises(BadInputError, match=r"Bad input in day1.csv, line 3: not UTF-8 text"):
+    next(lines)
+
+
+def test_a_byte_order_mark_before_the_header_is_read_as_nothing():
+  (example,) = _parse("\ufeff" + HEADER, GOOD)
+  assert example.features.feature["clk"].int64_list.value == [1]
+
+
+@pytest.mark.parametrize("value", ["1_9", "\u0661\u0669", "19.0", "9223372036854775808"])
+def test_integers_are_ascii_digits_within_int64(value):
+  with pytest.raises(BadInputError, match=r"line 2, field 'price'"):
+    _parse(HEADER, _replace(GOOD, "price", value))

@@ -67,3 +67,26 @@ def test_cli_reports_a_missing_column_in_one_line(tmp_path):
                    r"\['price'\]", result.stderr), result.stderr[-2000:]
   assert "nothing was pushed" in result.stderr
   assert not os.path.exists(tmp_path / "serving")
+
+
+def test_input_without_data_rows_stops_the_run_saying_so(tmp_path):
+  path = taobao.write_csv(str(tmp_path / "data"), 50, seed=5)
+  _rewrite(path, lambda lines: lines[:1])   # the header alone
+  with pytest.raises(Exception) as failure:
+    _run(tmp_path)
+  assert re.search(r"Bad input: .*data/\* matches 1 CSV file\(s\) with a header but no data "
+                   r"rows", str(failure.value)), str(failure.value)[-2000:]
+  assert not os.path.exists(tmp_path / "serving")
+
+
+def test_bytes_that_are_not_utf8_stop_the_run_naming_the_line(tmp_path):
+  path = taobao.write_csv(str(tmp_path / "data"), 50, seed=6)
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  lines[9] = lines[9].replace(b"430548_1007", b"430548_1007\xff")
+  with open(path, "wb") as f:
+    f.write(b"\n".join(lines))
+  with pytest.raises(Exception) as failure:
+    _run(tmp_path)
+  assert re.search(r"Bad input in .*data\.csv, line 10: not UTF-8 text", str(failure.value))
+  assert not os.path.exists(tmp_path / "serving")

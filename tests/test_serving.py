@@ -21,7 +21,7 @@ from models.config import load_config
 from models.features import ColumnType
 from pipeline import configs
 from serving.client import ServingClient, ServingError
-from serving.model_versions import ModelSource, VersionPolicy
+from serving.model_versions import ModelSource
 from serving.request_rows import RowError
 from serving.server import LocalModelServer
 

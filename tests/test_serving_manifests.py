@@ -359,3 +359,76 @@ def test_rollback_job_runs_aitm_rollback_on_the_models_claim():
   with open(os.path.join(SERVING_DIR, "models.config")) as f:
     assert f'base_path: "{base_path}"' in f.read()
   assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+
+
+# The volume types and capabilities Kubernetes' restricted Pod Security Standard allows.
+_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                       "persistentVolumeClaim", "projected", "secret"}
+
+
+def _restricted_violations(pod):
+  """What keeps a pod spec from Kubernetes' restricted Pod Security Standard (v1.30),
+  plus the read-only root filesystem this project asks for."""
+  found = []
+  pod_context = pod.get("securityContext", {})
+  for key in ("hostNetwork", "hostPID", "hostIPC"):
+    if pod.get(key):
+      found.append(key)
+  for volume in pod.get("volumes", []):
+    kinds = set(volume) - {"name"}
+    if not kinds <= _RESTRICTED_VOLUMES:
+      found.append(f"volume {volume['name']}: {sorted(kinds)}")
+  for container in pod.get("containers", []) + pod.get("initContainers", []):
+    name, context = container["name"], container.get("securityContext", {})
+
+    def setting(key):
+      return context.get(key, pod_context.get(key))
+    if context.get("privileged"):
+      found.append(f"{name}: privileged")
+    if context.get("allowPrivilegeEscalation") is not False:
+      found.append(f"{name}: allowPrivilegeEscalation not false")
+    if setting("runAsNonRoot") is not True:
+      found.append(f"{name}: runAsNonRoot not true")
+    if setting("runAsUser") == 0:
+      found.append(f"{name}: runAsUser 0")
+    seccomp = (context.get("seccompProfile") or pod_context.get("seccompProfile") or {})
+    if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+      found.append(f"{name}: seccompProfile {seccomp.get('type')}")
+    capabilities = context.get("capabilities", {})
+    if "ALL" not in capabilities.get("drop", []):
+      found.append(f"{name}: capabilities not all dropped")
+    if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+      found.append(f"{name}: capabilities added {capabilities['add']}")
+    if context.get("readOnlyRootFilesystem") is not True:
+      found.append(f"{name}: root filesystem writable")
+    for port in container.get("ports", []):
+      if port.get("hostPort"):
+        found.append(f"{name}: hostPort {port['hostPort']}")
+  return found
+
+
+def test_the_restricted_checks_catch_a_default_pod():
+  assert len(_restricted_violations({"containers": [{"name": "c"}]})) == 5
+
+
+def test_every_pod_of_the_kustomization_meets_the_restricted_standard():
+  """On kustomize's rendered output (kubectl's), or the listed manifests without it."""
+  if shutil.which("kubectl"):
+    out = subprocess.run(["kubectl", "kustomize", SERVING_DIR], check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    docs = list(yaml.safe_load_all(out))
+  else:
+    with open(os.path.join(SERVING_DIR, "kustomization.yaml")) as f:
+      listed = yaml.safe_load(f)["resources"]
+    docs = []
+    for name in listed:
+      with open(os.path.join(SERVING_DIR, name)) as f:
+        docs += list(yaml.safe_load_all(f))
+  pods = [d["spec"]["template"]["spec"] for d in docs
+          if d and d["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet")]
+  assert pods
+  for pod in pods:
+    assert _restricted_violations(pod) == []
+  # TF Serving writes only to /tmp: a volume of its own.
+  container, = pods[0]["containers"]
+  assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])

@@ -98,7 +98,6 @@ def test_exponential_decay_keeps_its_floor():
 
 def _exact_auc(labels, scores):
   """Mann-Whitney AUC (probability a positive outranks a negative, ties half)."""
-  import numpy as np
   from scipy.stats import rankdata
   ranks = rankdata(scores)
   positives = labels == 1

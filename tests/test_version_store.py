@@ -66,19 +66,19 @@ def test_a_publish_that_fails_half_way_leaves_no_version(model, tmp_path):
   with mock.patch.object(tf.io.gfile, "copy", copy_then_die):
     with pytest.raises(KeyboardInterrupt):
       version_store.publish(model, base, version=2)
-  assert copied and "/.staging-2/" in copied[0]   # it wrote only into the staging dir
+  assert copied and "/.staging-2-" in copied[0]   # it wrote only into the staging dir
   assert _names(base) == ["1"]                    # ... which is gone; version 1 untouched
 
 
 def test_a_killed_pushs_staging_dir_is_removed_once_stale(model, tmp_path):
   base = tmp_path / "aitm"
-  leftover = base / ".staging-7"
+  leftover = base / ".staging-7-1000000000-0123abcd"   # named when it was made
   leftover.mkdir(parents=True)
   (leftover / "saved_model.pb").write_bytes(b"partial")
-  old = 1_000_000_000
-  os.utime(leftover / "saved_model.pb", (old, old))
-  version_store.publish(model, str(base), version=8)
-  assert _names(base) == ["8"]
+  in_progress = base / ".staging-9-1999999990-4567abcd"
+  in_progress.mkdir()
+  version_store.publish(model, str(base), version=8, now=2_000_000_000)
+  assert _names(base) == [".staging-9-1999999990-4567abcd", "8"]
 
 
 def test_an_incomplete_model_is_not_published(model, tmp_path):
@@ -165,9 +165,11 @@ def _push(model_dir, base, tmp_path, blessed=True, keep=None):
 
 
 def test_the_pusher_publishes_whole_keeps_n_and_records_the_version(tmp_path):
-  model_dir = _saved_model(str(tmp_path / "model" / "Format-Serving"))
+  models = [_saved_model(str(tmp_path / f"model{i}" / "Format-Serving"), float(i))
+            for i in range(3)]
+  model_dir = models[-1]
   base = str(tmp_path / "serving" / "aitm")
-  artifacts = [_push(model_dir, base, tmp_path, keep=2) for _ in range(3)]
+  artifacts = [_push(m, base, tmp_path, keep=2) for m in models]
   versions = sorted(list_versions(base))
   assert len(versions) == 2 and _names(base) == [str(v) for v in versions]  # no staging left
   last = artifacts[-1]
@@ -180,3 +182,80 @@ def test_the_pusher_publishes_whole_keeps_n_and_records_the_version(tmp_path):
   refused = _push(model_dir, base, tmp_path, blessed=False, keep=1)
   assert refused.get_int_custom_property("pushed") == 0
   assert sorted(list_versions(base)) == versions   # an unblessed model changes nothing
+
+
+def test_a_push_that_fails_before_publishing_serves_nothing(tmp_path):
+  """The archive copy into the artifact fails (a full disk): no version is served that
+  ML Metadata won't record. Pruning that fails after the version is published leaves
+  the push standing. A retried push of the same model finds its version."""
+  from components import serving_pusher
+  model_dir = _saved_model(str(tmp_path / "model" / "Format-Serving"))
+  base = str(tmp_path / "serving" / "aitm")
+
+  def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+  with mock.patch.object(serving_pusher.io_utils, "copy_dir", disk_full):
+    with pytest.raises(OSError, match="No space left"):
+      _push(model_dir, base, tmp_path)
+  assert not os.path.exists(base) or list_versions(base) == {}
+
+  with mock.patch.object(version_store, "prune", disk_full):
+    pushed = _push(model_dir, base, tmp_path, keep=1)
+  assert pushed.get_int_custom_property("pushed") == 1
+  version = pushed.get_string_custom_property("pushed_version")
+  again = _push(model_dir, base, tmp_path, keep=1)
+  assert again.get_string_custom_property("pushed_version") == version
+  assert sorted(list_versions(base)) == [int(version)]
+
+
+def test_an_object_store_push_killed_half_way_serves_no_partial_version(model, tmp_path):
+  """On an object store (TF's ram:// here), a push killed while staging leaves nothing
+  under the base path; one killed while copying the staged model into place leaves a
+  version without saved_model.pb (written last), which no server loads; the next push
+  an hour later removes both leftovers. Two pushes in one second stage apart."""
+  base = f"ram://{tmp_path.name}/serving/aitm"
+  real_copy = tf.io.gfile.copy
+
+  class Killed(BaseException):
+    pass
+
+  def dies_after(n, into):
+    copied = []
+
+    def copy(src, dst, overwrite=False):
+      if into in dst and len(copied) >= n:
+        raise Killed
+      copied.append(dst)
+      real_copy(src, dst, overwrite=overwrite)
+    return copy
+
+  def killed(into, version, now):
+    with mock.patch.object(tf.io.gfile, "copy", dies_after(2, into)), \
+        mock.patch.object(tf.io.gfile, "rmtree", lambda path: None):  # no cleanup: a kill
+      with pytest.raises(Killed):
+        version_store.publish(model, base, version=version, now=now)
+
+  killed(".staging-", 1000, now=1000)
+  assert tf.io.gfile.listdir(base) == []
+  assert len(tf.io.gfile.listdir(version_store.staging_root(base))) == 1
+  killed(f"aitm/{1001}/", 1001, now=1001)
+  assert list_versions(base) == {1001: os.path.join(base, "1001")}
+  assert "saved_model.pb" in missing_parts(os.path.join(base, "1001"),
+                                           snapshot(os.path.join(base, "1001")))
+  path = version_store.publish(model, base, version=9000, now=9000)
+  assert sorted(list_versions(base)) == [9000] and path == os.path.join(base, "9000")
+  assert missing_parts(path, snapshot(path)) == []
+  root = version_store.staging_root(base)
+  assert not tf.io.gfile.isdir(root) or tf.io.gfile.listdir(root) == []
+
+  staged = []
+  real_walk_copy = version_store._copy_tree
+
+  def record(source, target):
+    staged.append(target)
+    real_walk_copy(source, target)
+  with mock.patch.object(version_store, "_copy_tree", record):
+    version_store.publish(model, base, version=9001, now=9001)
+    version_store.publish(model, base, version=9002, now=9001)
+  stagings = [t for t in staged if ".staging-" in t]
+  assert len(stagings) == 2 and len(set(stagings)) == 2

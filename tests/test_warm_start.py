@@ -80,7 +80,6 @@ def test_weight_keys_are_the_same_in_every_build():
 
 
 def test_a_matching_model_starts_from_the_base_and_predicts_as_it_did():
-  import tensorflow as tf
   base_model, base_vocab = _model(CONFIG, BASE_TOKENS, seed=1)
   new_model, new_vocab = _model(CONFIG, NEW_TOKENS, seed=2)
   fresh = {k: v.numpy().copy() for k, v in warm_start.weight_keys(new_model)}

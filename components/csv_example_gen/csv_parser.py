@@ -9,13 +9,16 @@ the step before it is 0.
 """
 
 import csv
-import io
 import math
-from typing import Iterator, Sequence, Tuple
+import re
+from typing import BinaryIO, Iterable, Iterator, Sequence, Tuple
 
 import tensorflow as tf
 
 from models.features import Column, ColumnType
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class BadInputError(ValueError):
@@ -73,10 +76,13 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
         raise _bad(path, line, name, f"{value!r} is not a finite non-negative number")
       feature[name].float_list.value.append(number)
     else:
-      try:
-        feature[name].int64_list.value.append(int(value))
-      except ValueError:
-        raise _bad(path, line, name, f"{value!r} is not an integer") from None
+      # int() would also take "1_9" and other scripts' digits.
+      if not _INTEGER.fullmatch(value):
+        raise _bad(path, line, name, f"{value!r} is not an integer (ASCII digits)")
+      number = int(value)
+      if not -2 ** 63 <= number < 2 ** 63:
+        raise _bad(path, line, name, f"{value!r} is beyond int64")
+      feature[name].int64_list.value.append(number)
   for prev_label, label in zip(labels, labels[1:]):
     if feature[label].int64_list.value[0] > feature[prev_label].int64_list.value[0]:
       raise _bad(path, line, label,
@@ -85,17 +91,30 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
   return example
 
 
-def read_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
+def decoded_lines(path: str, raw: BinaryIO) -> Iterator[str]:
+  """The lines of a binary stream as text, each decoded on its own so that bytes that
+  are not UTF-8 are refused with their line."""
+  for number, line in enumerate(iter(raw.readline, b""), 1):
+    try:
+      yield line.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise BadInputError(f"Bad input in {path}, line {number}: not UTF-8 text ({e.reason} "
+                          f"at byte {e.start} of the line)") from None
+
+
+def read_examples(path: str, text: Iterable[str], columns: Sequence[Column],
                   labels: Sequence[str]) -> Iterator[tf.train.Example]:
   """All records of one CSV file with a header."""
   for _, example in read_numbered_examples(path, text, columns, labels):
     yield example
 
 
-def read_numbered_examples(path: str, text: io.TextIOBase, columns: Sequence[Column],
+def read_numbered_examples(path: str, text: Iterable[str], columns: Sequence[Column],
                            labels: Sequence[str]) -> Iterator[Tuple[int, tf.train.Example]]:
   """(record number, tf.Example) of all records of one CSV file with a header; the
-  first record after the header is number 1."""
+  first record after the header is number 1. `text`: the file's lines (a text
+  stream, or decoded_lines over its bytes); a byte-order mark before the header is
+  dropped."""
   reader = csv.reader(text, strict=True)
   try:
     header = next(reader)
@@ -104,6 +123,8 @@ def read_numbered_examples(path: str, text: io.TextIOBase, columns: Sequence[Col
   except csv.Error as e:
     raise BadInputError(f"Bad input in {path}, line 1 (header): {e}") from None
   header = [h.strip() for h in header]
+  if header and header[0].startswith("\ufeff"):
+    header[0] = header[0][1:].strip()
   check_header(path, header, columns)
   number = 0
   while True:

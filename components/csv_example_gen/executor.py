@@ -6,7 +6,6 @@ The columns and labels come from the config's data_config, and the split from a
 input_base, and its record number there.
 """
 
-import io
 import json
 import os
 import time
@@ -17,7 +16,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.csv_example_gen.csv_parser import BadInputError, read_numbered_examples
+from components.csv_example_gen.csv_parser import (BadInputError, decoded_lines,
+                                                   read_numbered_examples)
 from components.example_gen_settings import pack_text, unpack_text
 from components.label_blind_split import KeyedExample, Split, read_spans, span_of
 from components.split_executor import LabelBlindSplitExecutor
@@ -52,7 +52,7 @@ class _ReadCsvFile(beam.DoFn):
     span = span_of(relative)
     start, count = time.time(), 0
     with beam.io.filesystems.FileSystems.open(path) as raw:
-      text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+      text = decoded_lines(path, raw)
       for number, example in read_numbered_examples(path, text, self.columns, self.labels):
         count += 1
         if count % _PROGRESS_EVERY == 0:
@@ -76,9 +76,20 @@ def _CsvToTypedExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     raise BadInputError(f"Bad input: no CSV files match {pattern}")
   config = parse_config(_settings_from(exec_properties)["config"],
                         source="ExampleGen custom_config", require_model=False)
-  return (pipeline
+  rows = (pipeline
           | "CsvFiles" >> beam.Create([(f, os.path.relpath(f, base)) for f in files])
           | "ParseRows" >> beam.ParDo(_ReadCsvFile(config.columns, config.labels)))
+  _ = (rows
+       | "CountRows" >> beam.combiners.Count.Globally()
+       | "RefuseNoRows" >> beam.Map(_refuse_no_rows, pattern, len(files)))
+  return rows
+
+
+def _refuse_no_rows(count: int, pattern: str, files: int) -> int:
+  if count == 0:
+    raise BadInputError(f"Bad input: {pattern} matches {files} CSV file(s) with a header "
+                        "but no data rows: nothing to train on")
+  return count
 
 
 class Executor(LabelBlindSplitExecutor):

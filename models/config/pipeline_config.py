@@ -9,8 +9,9 @@ config is refused before any work starts.
 """
 
 import dataclasses
+import math
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from google.protobuf import text_format
 
@@ -80,10 +81,14 @@ class PipelineConfig:
 
 def load_config(path: str) -> PipelineConfig:
   try:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       text = f.read()
   except OSError as e:
     raise ConfigError(f"{path}: can't read the config: {e.strerror}") from None
+  except UnicodeDecodeError as e:
+    line = e.object[:e.start].count(b"\n") + 1
+    raise ConfigError(f"{path}:{line}: the config is not UTF-8 text ({e.reason} at byte "
+                      f"{e.start})") from None
   return parse_config(text, source=path)
 
 
@@ -443,6 +448,13 @@ def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
       raise where.error("num_class", f"tower '{name}': only binary tasks (num_class 1)")
     if tower.dnn.hidden_units and len(tower.dnn.dropout_ratio) > len(tower.dnn.hidden_units):
       raise where.error("dropout_ratio", f"tower '{name}': more dropout ratios than layers")
+    if not math.isfinite(tower.weight) or tower.weight < 0:
+      raise where.error("weight", f"tower '{name}': the weight must be a finite number >= 0, "
+                        f"got {tower.weight}")
+    for loss in tower.losses:
+      if not math.isfinite(loss.weight) or loss.weight < 0:
+        raise where.error("weight", f"tower '{name}': a loss weight must be a finite number "
+                          f">= 0, got {loss.weight}")
     losses = [(l.loss_type, l.weight) for l in tower.losses] or [(tower.loss_type, 1.0)]
     kinds = [messages.ENUMS["LossType"][k] for k, _ in losses]
     if kinds.count("CLASSIFICATION") != 1:

@@ -1,0 +1,9 @@
+"""The blessing gate's default thresholds (models/eval_config.py builds the gate).
+
+Plain constants, so the command line states them without loading TFMA.
+"""
+
+# Every task's overall eval AUC must reach this for the model to be blessed.
+DEFAULT_MIN_AUC = 0.55
+# ... and may be at most this much below the baseline's (absolute AUC).
+DEFAULT_MAX_AUC_DROP = 0.01
