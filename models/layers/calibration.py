@@ -15,7 +15,7 @@ class LogitShift(tf.keras.layers.Layer):
 
   `shift` is a non-trainable scalar, 0 while the model trains (the layer passes
   p through), set afterwards by `fit_shift` so that the mean prediction over
-  the train rows equals their label rate. Early stopping picks the epoch of
+  the eval split equals its label rate. Early stopping picks the epoch of
   best ranking, before the output bias of a rare label (0.5% of impressions
   bought) has settled: the exported model then under- or over-predicts by a
   constant factor in odds, which one intercept per task undoes without
