@@ -35,6 +35,10 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from cli.tensorflow_import import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # without the CUDA plugin lines of a GPU-less machine
+
 import numpy as np  # noqa: E402
 
 

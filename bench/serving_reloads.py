@@ -40,6 +40,10 @@ from typing import Dict, List  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from cli.tensorflow_import import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # without the CUDA plugin lines of a GPU-less machine
+
 import numpy as np  # noqa: E402
 
 MODEL = "reloads"

@@ -39,6 +39,10 @@ import warnings  # noqa: E402
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from cli.tensorflow_import import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # without the CUDA plugin lines of a GPU-less machine
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -685,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
+  if args.func is not _generate_data:  # every other command loads TensorFlow
+    from cli.tensorflow_import import import_tensorflow
+    import_tensorflow()
   args.func(args)
 
 

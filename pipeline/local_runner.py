@@ -43,6 +43,23 @@ class _ComponentProgress(logging.Handler):
       print("           (reused from the cache)", flush=True)
 
 
+# Warnings TFX and TF Transform log on every run that say nothing a user can act
+# on: TFX's own resolver and artifact defaults, and TF Transform's vocabulary
+# lookups traced inside tf.function (its documented way of applying them).
+LIBRARY_NOISE = (
+    "ArtifactQuery.property_predicate is not supported",
+    "Examples artifact does not have payload_format custom property",
+    "Tables initialized inside a tf.function",
+)
+
+
+class _LibraryNoise(logging.Filter):
+  """Drops the log records that start with one of LIBRARY_NOISE; keeps the rest."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith(LIBRARY_NOISE)
+
+
 @contextlib.contextmanager
 def _own_argv_only():
   """TFX's Beam executors parse sys.argv as absl flags (tfx base_beam_executor),
@@ -79,9 +96,11 @@ def component_progress():
   handler = _ComponentProgress()
   old_level = absl_logger.level
   quiet = []
+  noise = _LibraryNoise()
   for existing in logging.getLogger().handlers + absl_logger.handlers:
     quiet.append((existing, existing.level))
     existing.setLevel(max(existing.level, logging.WARNING))
+    existing.addFilter(noise)
   # TensorFlow's deprecation notices from inside TFX/TFMA bury the progress lines.
   tf_logger = logging.getLogger("tensorflow")
   old_tf_level = tf_logger.level
@@ -100,6 +119,7 @@ def component_progress():
     tf_logger.setLevel(old_tf_level)
     for existing, level in quiet:
       existing.setLevel(level)
+      existing.removeFilter(noise)
 
 
 def run_local(

@@ -1,11 +1,12 @@
 """pipeline/local_runner.py's in-process housekeeping."""
 
 import gc
+import logging
 import weakref
 
 from apache_beam.utils import shared
 
-from pipeline.local_runner import release_beam_shared_models
+from pipeline.local_runner import component_progress, release_beam_shared_models
 
 
 class _Model:
@@ -24,3 +25,32 @@ def test_a_model_loaded_through_beam_shared_is_freed_after_the_run():
   assert alive() is None
   # The handle still works: a later run builds its model again.
   assert isinstance(handle.acquire(_Model), _Model)
+
+
+class _Collect(logging.Handler):
+  def __init__(self):
+    super().__init__(logging.DEBUG)
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+def test_library_noise_is_dropped_and_real_warnings_kept_while_the_pipeline_runs():
+  collect = _Collect()
+  root = logging.getLogger()
+  root.addHandler(collect)
+  absl = logging.getLogger("absl")
+  try:
+    with component_progress():
+      absl.warning("ArtifactQuery.property_predicate is not supported.")
+      absl.warning("Examples artifact does not have payload_format custom property. "
+                   "Falling back to FORMAT_TF_EXAMPLE")
+      absl.warning("Tables initialized inside a tf.function  will be re-initialized")
+      absl.warning("Schema has no column clk")
+    absl.warning("ArtifactQuery.property_predicate is not supported.")
+  finally:
+    root.removeHandler(collect)
+  # Inside the run only the real warning; after it, the handlers are as they were.
+  assert collect.messages == ["Schema has no column clk",
+                              "ArtifactQuery.property_predicate is not supported."]

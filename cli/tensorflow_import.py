@@ -1,0 +1,38 @@
+"""Imports TensorFlow without the CUDA plugin lines it prints on a machine with no GPU.
+
+TensorFlow 2.16's CPU wheel registers its cuFFT, cuDNN and cuBLAS factories twice at
+import and logs each as an error from C++ ("Unable to register cuFFT factory ..."),
+before any Python logging or TF_CPP_MIN_LOG_LEVEL below 3 can hide it. Raising that
+level to 3 would also hide TensorFlow's real C++ errors, so instead standard error
+is captured for the import alone and replayed without those lines.
+"""
+
+import os
+import re
+import sys
+import tempfile
+
+_PLUGIN_NOISE = re.compile(
+    rb"Unable to register cu(FFT|DNN|BLAS) factory|"
+    rb"TF-TRT Warning: Could not find TensorRT|"
+    rb"computation placer already registered")
+
+
+def import_tensorflow() -> None:
+  """`import tensorflow`, its import-time stderr replayed minus the plugin noise."""
+  if "tensorflow" in sys.modules:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow  # noqa: F401
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      for line in captured:
+        if not _PLUGIN_NOISE.search(line):
+          os.write(2, line)
