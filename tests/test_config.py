@@ -209,3 +209,19 @@ def test_tower_and_loss_weights_are_finite_and_not_negative(old, new):
   with pytest.raises(ConfigError, match=r":\d+: weight: tower '\w+': (the|a loss) weight must "
                                         r"be a finite number >= 0"):
     parse_config(text.replace(old, new, 1), source="c.config")
+
+
+BENCH_CONFIG_DIR = os.path.join(os.path.dirname(CONFIG_DIR), "bench", "configs")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(BENCH_CONFIG_DIR)))
+def test_bench_controls_are_their_peer_plus_the_affinity_block_and_share_its_transform(name):
+  """bench/quality.py's affinity controls: the peer config with AITM's affinity block;
+  the same data and features as every peer, so the bench runs Transform once."""
+  control = load_config(os.path.join(BENCH_CONFIG_DIR, name))
+  peer = load_config(os.path.join(CONFIG_DIR, name.replace("_affinity", "")))
+  aitm = load_config(configs.PEER_CONFIGS[0])
+  blocks = {b.name for b in control.proto.model_config.backbone.blocks}
+  peer_blocks = {b.name for b in peer.proto.model_config.backbone.blocks}
+  assert blocks - peer_blocks == {"user_side", "ad_side", "affinity"}
+  assert control.data_text() == aitm.data_text() == peer.data_text()
