@@ -16,27 +16,22 @@ about 1 GB).
 """
 
 import os
+import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # Beam's worker processes too
+# Run as a script, sys.path[0] is bench/; the project's packages are one up.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from cli.tensorflow_import import setup_tensorflow  # noqa: E402
+
+setup_tensorflow()  # before anything loads TensorFlow
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 
-# Run as a script, sys.path[0] is bench/; the project's packages are one up.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-warnings.filterwarnings("ignore", category=FutureWarning)
-
-from cli.tensorflow_import import import_tensorflow  # noqa: E402
-
-import_tensorflow()  # without the CUDA plugin lines of a GPU-less machine
 
 TOTAL = "pipeline total"
 

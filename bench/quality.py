@@ -30,8 +30,9 @@ the seeds already in `quality.json` are reused, not re-run.
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cli.tensorflow_import import setup_tensorflow  # noqa: E402
+
+setup_tensorflow()  # before anything loads TensorFlow
 
 import argparse  # noqa: E402
 import glob  # noqa: E402
@@ -39,13 +40,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 
-warnings.filterwarnings("ignore", category=FutureWarning)
-
-from cli.tensorflow_import import import_tensorflow  # noqa: E402
-
-import_tensorflow()  # without the CUDA plugin lines of a GPU-less machine
 
 import numpy as np  # noqa: E402
 

@@ -24,8 +24,9 @@ import sys
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[0] = PROJECT_DIR
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cli.tensorflow_import import setup_tensorflow  # noqa: E402
+
+setup_tensorflow()  # before anything loads TensorFlow
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
@@ -35,14 +36,8 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from typing import Dict, List  # noqa: E402
 
-warnings.filterwarnings("ignore", category=FutureWarning)
-
-from cli.tensorflow_import import import_tensorflow  # noqa: E402
-
-import_tensorflow()  # without the CUDA plugin lines of a GPU-less machine
 
 import numpy as np  # noqa: E402
 

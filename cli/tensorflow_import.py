@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 _PLUGIN_NOISE = re.compile(
     rb"Unable to register cu(FFT|DNN|BLAS) factory|"
@@ -36,3 +37,14 @@ def import_tensorflow() -> None:
       for line in captured:
         if not _PLUGIN_NOISE.search(line):
           os.write(2, line)
+
+
+def setup_tensorflow() -> None:
+  """What a script does before TensorFlow loads: Keras 2 (TFX 1.16's), no C++ info or
+  warning lines, no FutureWarning from google-cloud's notice about Python 3.10 (here
+  and in Beam's worker processes); then the quiet import."""
+  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+  warnings.filterwarnings("ignore", category=FutureWarning)
+  import_tensorflow()
