@@ -60,6 +60,9 @@ class RunSummary:
       lines.append("WARNING: these numbers may not measure the model:")
       lines += [f"  - {warning}" for warning in self.warnings]
     lines += metrics_table(self.metrics)
+    if any("calibration" in m for m in self.metrics.values()):
+      lines.append("  calib. is 1 by construction: the Trainer fits each task's intercept on "
+                   "this split (held out: bench/quality.py)")
     if self.baseline_auc:
       lines.append(f"{'baseline AUC':<22}" + ", ".join(
           f"{task} {auc:.4f}" for task, auc in self.baseline_auc.items()))

@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import warnings
 import weakref
 
 from apache_beam.utils import shared
@@ -47,6 +48,8 @@ def test_library_noise_is_dropped_and_real_warnings_kept_while_the_pipeline_runs
       absl.warning("Examples artifact does not have payload_format custom property. "
                    "Falling back to FORMAT_TF_EXAMPLE")
       absl.warning("Tables initialized inside a tf.function  will be re-initialized")
+      logging.getLogger("apache_beam.io.tfrecordio").warning(
+          "Couldn't find python-snappy so the implementation of _masked_crc32c is slow")
       absl.warning("Schema has no column clk")
     absl.warning("ArtifactQuery.property_predicate is not supported.")
   finally:
@@ -54,3 +57,18 @@ def test_library_noise_is_dropped_and_real_warnings_kept_while_the_pipeline_runs
   # Inside the run only the real warning; after it, the handlers are as they were.
   assert collect.messages == ["Schema has no column clk",
                               "ArtifactQuery.property_predicate is not supported."]
+
+
+def test_tfma_divide_warnings_are_dropped_and_others_kept_while_the_pipeline_runs():
+  def warn(module, filename):
+    warnings.warn_explicit("invalid value encountered in divide", RuntimeWarning,
+                           filename, 1, module=module)
+
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with component_progress():
+      warn("tensorflow_model_analysis.metrics.binary_confusion_matrices", "tfma.py")
+      warn("models.funnel_metrics", "ours.py")
+    warn("tensorflow_model_analysis.metrics.binary_confusion_matrices", "tfma.py")
+  # Ours inside the run; TFMA's only after it, the filters restored.
+  assert [w.filename for w in caught] == ["ours.py", "tfma.py"]
