@@ -34,7 +34,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from models import preprocessing
 from models.config import PipelineConfig
 from models.funnel_metrics import funnel_metric_config
-from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC  # noqa: F401
+from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC
 from models.signatures import TRANSFORM_SIGNATURE
 
 # Raw columns to slice by, when the config has them.

@@ -219,9 +219,13 @@ class ServingClient:
     pinned, kinds = self._served_kinds(version, label)
     parts: Dict[str, List[np.ndarray]] = {}
     first = 0
+    checked = set()  # column sets already checked: a file's rows share one
     for batch in batches(rows, batch_size):
       for i, row in enumerate(batch):
-        check_columns(row, kinds, f"{source} row {first + i + 1}")
+        names = tuple(row)
+        if names not in checked:
+          check_columns(row, kinds, f"{source} row {first + i + 1}")
+          checked.add(names)
       if signature == EXAMPLES_SIGNATURE:
         inputs = {"examples": np.array(
             [to_example(row, kinds, f"{source} row {first + i + 1}")

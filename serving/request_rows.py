@@ -23,12 +23,13 @@ import difflib
 import json
 import math
 import os
-import re
 import sys
 from typing import Dict, Iterable, Iterator, List, Mapping
 
 import numpy as np
 import tensorflow as tf
+
+from models import raw_text
 
 # serving_raw input dtype enum -> the kind of value
 _STRING, _INT, _FLOAT = "string", "int", "float"
@@ -57,9 +58,6 @@ def _is_missing(value) -> bool:
       isinstance(value, float) and math.isnan(value))
 
 
-_INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
-# What an integer cell may hold: Python's int() also takes "1_9" and other scripts' digits.
-_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _parse(value, kind, where):
@@ -69,10 +67,10 @@ def _parse(value, kind, where):
     if kind == _INT:
       if isinstance(value, float) and not value.is_integer():
         raise ValueError("not an integer")
-      if isinstance(value, str) and not _INTEGER.fullmatch(value.strip()):
-        raise ValueError("not ASCII digits")
+      if isinstance(value, str):
+        return raw_text.parse_int64(value.strip())
       number = int(value)
-      if not _INT64_MIN <= number <= _INT64_MAX:
+      if not raw_text.INT64_MIN <= number <= raw_text.INT64_MAX:
         raise ValueError("beyond int64")
       return number
     return float(value)
@@ -148,7 +146,8 @@ def read_rows(path: str, fmt: str = None) -> Iterator[Dict]:
     raise ValueError(f"unknown row format {fmt!r}: use csv or jsonl")
   raw = sys.stdin.buffer if path == "-" else open(path, "rb")
   name = "stdin" if path == "-" else path
-  lines = _decoded_lines(raw, name)
+  lines = raw_text.decoded_lines(raw, lambda number, e: RowError(
+      f"{name} line {number}: not UTF-8 text ({e.reason})"))
   try:
     if fmt == "csv":
       reader = csv.reader(line for _, line in lines)
@@ -177,17 +176,6 @@ def read_rows(path: str, fmt: str = None) -> Iterator[Dict]:
   finally:
     if raw is not sys.stdin.buffer:
       raw.close()
-
-
-def _decoded_lines(raw, name) -> Iterator:
-  """(line number, text) of a binary stream, each line decoded on its own so that bytes
-  that are not UTF-8 are refused with their line; a leading byte-order mark dropped."""
-  for number, line in enumerate(raw, 1):
-    try:
-      text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-    except UnicodeDecodeError as e:
-      raise RowError(f"{name} line {number}: not UTF-8 text ({e.reason})") from None
-    yield number, text
 
 
 def batches(rows: Iterable, size: int) -> Iterator[List]:

@@ -142,9 +142,15 @@ def _pushed_from(version_dir: str) -> Optional[str]:
     return f.read().strip()
 
 
+def _source(model_dir: str) -> str:
+  """How a version records its model's directory: as given, without a trailing slash
+  (not normpath'd: that would turn gs://bucket into gs:/bucket)."""
+  return model_dir.rstrip("/")
+
+
 def published_version(base_path: str, model_dir: str) -> Optional[str]:
   """The complete version copied from model_dir, if one is served already."""
-  source = os.path.normpath(model_dir)
+  source = _source(model_dir)
   for version, path in sorted(complete_versions(base_path).items(), reverse=True):
     if _pushed_from(path) == source:
       return path
@@ -180,7 +186,7 @@ def publish(model_dir: str, base_path: str, keep: Optional[int] = None,
   try:
     _copy_tree(model_dir, staging)
     with tf.io.gfile.GFile(os.path.join(staging, PUSHED_FROM), "w") as f:
-      f.write(os.path.normpath(model_dir) + "\n")
+      f.write(_source(model_dir) + "\n")
     missing = missing_parts(staging, snapshot(staging))
     if missing:
       raise VersionStoreError(f"the copy in {staging} lacks {', '.join(missing)}")

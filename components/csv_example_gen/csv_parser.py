@@ -10,15 +10,12 @@ the step before it is 0.
 
 import csv
 import math
-import re
 from typing import BinaryIO, Iterable, Iterator, Sequence, Tuple
 
 import tensorflow as tf
 
+from models import raw_text
 from models.features import Column, ColumnType
-
-
-_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class BadInputError(ValueError):
@@ -76,12 +73,10 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
         raise _bad(path, line, name, f"{value!r} is not a finite non-negative number")
       feature[name].float_list.value.append(number)
     else:
-      # int() would also take "1_9" and other scripts' digits.
-      if not _INTEGER.fullmatch(value):
-        raise _bad(path, line, name, f"{value!r} is not an integer (ASCII digits)")
-      number = int(value)
-      if not -2 ** 63 <= number < 2 ** 63:
-        raise _bad(path, line, name, f"{value!r} is beyond int64")
+      try:
+        number = raw_text.parse_int64(value)
+      except ValueError as e:
+        raise _bad(path, line, name, f"{value!r} is {e}") from None
       feature[name].int64_list.value.append(number)
   for prev_label, label in zip(labels, labels[1:]):
     if feature[label].int64_list.value[0] > feature[prev_label].int64_list.value[0]:
@@ -92,14 +87,12 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
 
 
 def decoded_lines(path: str, raw: BinaryIO) -> Iterator[str]:
-  """The lines of a binary stream as text, each decoded on its own so that bytes that
-  are not UTF-8 are refused with their line."""
-  for number, line in enumerate(iter(raw.readline, b""), 1):
-    try:
-      yield line.decode("utf-8")
-    except UnicodeDecodeError as e:
-      raise BadInputError(f"Bad input in {path}, line {number}: not UTF-8 text ({e.reason} "
-                          f"at byte {e.start} of the line)") from None
+  """The lines of a binary stream as text (models.raw_text): bytes that are not UTF-8
+  are refused with their line."""
+  def refuse(number, e):
+    return BadInputError(f"Bad input in {path}, line {number}: not UTF-8 text ({e.reason} "
+                         f"at byte {e.start} of the line)")
+  return (text for _, text in raw_text.decoded_lines(iter(raw.readline, b""), refuse))
 
 
 def read_examples(path: str, text: Iterable[str], columns: Sequence[Column],
