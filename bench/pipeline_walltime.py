@@ -41,14 +41,13 @@ def _until_transform(config, data_dir, root, beam_args):
   from tfx import v1 as tfx
 
   from pipeline.local_runner import _own_argv_only, component_progress, metadata_path
-  from pipeline.pipeline import create_pipeline
+  from pipeline.pipeline import Extent, create_pipeline
   from pipeline.run_summary import summarize
 
   pipeline_root = os.path.join(root, "pipeline")
   pipeline = create_pipeline(
       config=config, data_root=data_dir, pipeline_root=pipeline_root,
-      serving_dir=os.path.join(root, "serving"), push=False, evaluate=False, train=False,
-      enable_cache=False, beam_pipeline_args=beam_args,
+      serving_dir=os.path.join(root, "serving"), extent=Extent.TRANSFORM, enable_cache=False, beam_pipeline_args=beam_args,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
   with component_progress(), _own_argv_only():

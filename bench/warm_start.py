@@ -85,12 +85,13 @@ def _transform(data_dir, span, root, config):
   from tfx import v1 as tfx
 
   from pipeline.local_runner import _own_argv_only, component_progress, metadata_path
-  from pipeline.pipeline import create_pipeline
+  from pipeline.pipeline import Extent, create_pipeline
+  from pipeline.spans import SpanSettings
 
   pipeline = create_pipeline(
       config=config, data_root=data_dir, pipeline_root=root,
-      serving_dir=os.path.join(root, "serving"), push=False, evaluate=False, train=False,
-      spans=True, span=span, drift_check=False,
+      serving_dir=os.path.join(root, "serving"), extent=Extent.TRANSFORM,
+      spans=SpanSettings(span=span, drift_check=False),
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(root)))
   with component_progress(), _own_argv_only():

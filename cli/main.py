@@ -110,7 +110,7 @@ def _span_settings(args, data):
   """create_pipeline's span and split arguments for --data (span-N/ directories or plain
   CSVs) and --split."""
   from components.label_blind_split import Split
-  from pipeline.spans import spans_in
+  from pipeline.spans import SpanSettings, spans_in
   found = spans_in(data) if args.data_format == "csv" else []
   split = args.split
   if not found:
@@ -135,8 +135,8 @@ def _span_settings(args, data):
   print(f"{data}: spans {', '.join(map(str, found))}; reading span {span}"
         + (f", training on the last {train_spans} ingested spans up to it"
            if train_spans > 1 else ""))
-  return dict(spans=True, span=args.span, train_spans=train_spans,
-              drift_check=not args.no_drift_check, split=split)
+  return dict(spans=SpanSettings(span=args.span, train_spans=train_spans,
+                                 drift_check=not args.no_drift_check), split=split)
 
 
 def _run(args):
@@ -352,7 +352,7 @@ def _rollback(args):
 
 
 def _schedule_kfp(args):
-  from kubeflow.schedule import schedule
+  from pipeline.kubeflow_schedule import schedule
   params = {}
   for item in args.param or []:
     key, sep, value = item.partition("=")
@@ -373,7 +373,7 @@ def _schedule_kfp(args):
 
 
 def _compile_kfp(args):
-  from kubeflow.runner import compile_pipeline
+  from pipeline.kubeflow_runner import compile_pipeline
   config, = _load_configs([args.config])
   _check_split(args.split, config)
   try:

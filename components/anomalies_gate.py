@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from pipeline.spans import examples_span
+from components.label_blind_split import examples_span
 
 
 class DataAnomaliesError(RuntimeError):

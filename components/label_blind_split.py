@@ -46,6 +46,11 @@ TRAIN, EVAL = "train", "eval"
 TRAIN_BUCKETS, EVAL_BUCKETS = 4, 1
 # A span's directory under input_base (datagen.taobao.write_spans, pipeline.spans).
 SPAN_DIR = re.compile(r"^span-(\d+)$")
+# ExampleGen's input pattern for a run over one span: the driver substitutes the
+# newest span number (or the one its range_config names) for {SPAN}.
+SPAN_PATTERN = "span-{SPAN}/*"
+# Every span's files, for a split by span.
+ALL_SPANS_PATTERN = "span-*/*"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +132,12 @@ def span_of(relative_path: str) -> Optional[int]:
   first = relative_path.replace(os.sep, "/").split("/", 1)[0]
   match = SPAN_DIR.match(first)
   return int(match.group(1)) if match else None
+
+
+def examples_span(artifact) -> int:
+  """An Examples artifact's span (ExampleGen records it as a custom property)."""
+  text = artifact.get_string_custom_property("span")
+  return int(text) if text else artifact.get_int_custom_property("span")
 
 
 def spans_to_read(relative_paths: Sequence[str], split: Split) -> Tuple[int, List[int]]:

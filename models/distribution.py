@@ -25,7 +25,7 @@ chief's export before returning (`barrier`).
 
 Every replica holds every variable and the optimizer's slots (Adam: two per
 variable), so the model must fit one device: `parameter_report` gives the
-sizes, `python -m models.distribution` prints them for a config.
+sizes, `bench/model_size.py` prints them for a config.
 """
 
 import dataclasses
@@ -152,51 +152,3 @@ def parameter_report(model, optimizer_slots: int = 2) -> Dict[str, float]:
       "params_mb": round(every * mb, 1),
       "train_state_mb": round((every + optimizer_slots * trainable) * mb, 1),
   }
-
-
-def _estimated_rows(config, rows: int, seed: int) -> Dict[str, int]:
-  """Embedding rows per feature, with learned vocabularies as large as the values
-  of `rows` generated rows (datagen/taobao.py) - what Transform would learn."""
-  from datagen import taobao
-  from models.features import Encoding
-  from models.preprocessing import MISSING, embedding_rows
-
-  columns, _ = taobao.generate(rows, seed=seed)
-  sizes = {}
-  for feature in config.features:
-    if feature.encoding is Encoding.VOCABULARY:
-      values = {v if v not in ("", None) else MISSING for v in columns[feature.column]}
-      sizes[feature.name] = len(values) + feature.buckets
-    else:
-      sizes[feature.name] = embedding_rows(feature)
-  return sizes
-
-
-def main(argv=None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(
-      description="Parameters and per-replica memory of the model a config builds.")
-  parser.add_argument("configs", nargs="+")
-  parser.add_argument("--rows", type=int, default=150_000,
-                      help="generated rows that size learned vocabularies (default 150,000)")
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-
-  from models.autograph_rules import skip_tf_keras
-  from models.backbone import build_model
-  from models.config import load_config
-
-  skip_tf_keras()
-  for path in args.configs:
-    config = load_config(path)
-    report = parameter_report(build_model(config, _estimated_rows(config, args.rows,
-                                                                   args.seed)))
-    print(f"{path}: {report['parameters']:,} parameters "
-          f"({report['embedding_parameters']:,} in embedding tables, "
-          f"{report['dense_parameters']:,} dense); float32 {report['params_mb']} MB, "
-          f"with Adam's m and v {report['train_state_mb']} MB per replica")
-
-
-if __name__ == "__main__":
-  main()

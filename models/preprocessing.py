@@ -37,7 +37,7 @@ from models.config import parse_config
 from models.features import ColumnType, Encoding, Feature, vocabulary_name
 
 MISSING = "<missing>"
-# Transform(custom_config={CONFIG_KEY: config.data_text()})
+# Transform(custom_config={CONFIG_KEY: config.transform_text()})
 CONFIG_KEY = "config"
 
 USER_COLUMN = "user_id"

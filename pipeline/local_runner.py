@@ -14,9 +14,10 @@ from tfx import v1 as tfx
 from components.label_blind_split import Split
 from models.config import PipelineConfig
 from pipeline import configs
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import Extent, create_pipeline
 from pipeline.run_summary import RunSummary, summarize
 from pipeline.schema_check import check_schema
+from pipeline.spans import SpanSettings
 
 
 def metadata_path(pipeline_root: str) -> str:
@@ -142,16 +143,12 @@ def run_local(
     training: Optional[Dict[str, Any]] = None,
     min_auc: Optional[Dict[str, float]] = None,
     max_auc_drop: Optional[Dict[str, float]] = None,
-    push: bool = True,
-    evaluate: bool = True,
+    extent: Extent = Extent.PUSH,
     enable_cache: bool = True,
     beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
     data_format: str = "csv",
     keep_versions: Optional[int] = configs.KEEP_VERSIONS,
-    spans: bool = False,
-    span: Optional[int] = None,
-    train_spans: int = 1,
-    drift_check: bool = True,
+    spans: Optional[SpanSettings] = None,
     warm_start: bool = configs.WARM_START,
     split: Split = configs.SPLIT,
 ) -> RunSummary:
@@ -160,7 +157,9 @@ def run_local(
   `min_auc` / `max_auc_drop`: task -> AUC floor / allowed AUC drop against the
   latest blessed model (models.eval_config defaults for tasks not listed). A
   model that misses either is not blessed nor pushed, and the summary's
-  `not_blessed` says why. Without `push`, no gate (and neither may be given).
+  `not_blessed` says why. `extent`: how far the graph goes (pipeline.Extent); below
+  PUSH, no gate (and neither may be given). `spans`: one span per run
+  (pipeline.spans.SpanSettings).
   `beam_pipeline_args` go to every Beam-powered component (pipeline.beam_options).
   `warm_start`: the Trainer starts from the latest blessed model trained on
   other data, when the architecture matches (pipeline.create_pipeline).
@@ -172,8 +171,7 @@ def run_local(
   pipeline = create_pipeline(
       config=config,
       schema_path=schema_path,
-      push=push,
-      evaluate=evaluate,
+      extent=extent,
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       data_root=os.path.abspath(data_root),
@@ -190,9 +188,6 @@ def run_local(
       data_format=data_format,
       keep_versions=keep_versions,
       spans=spans,
-      span=span,
-      train_spans=train_spans,
-      drift_check=drift_check,
       warm_start=warm_start,
       split=split,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

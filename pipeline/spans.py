@@ -21,6 +21,7 @@ Both are custom strategies, which LocalDagRunner runs; KubeflowV2DagRunner
 compiles only TFX's latest-artifact and latest-blessed-model strategies.
 """
 
+import dataclasses
 import os
 from typing import Dict, List, Optional
 
@@ -29,13 +30,32 @@ from tfx.proto import distribution_validator_pb2
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.label_blind_split import SPAN_DIR
+from components.label_blind_split import SPAN_DIR, examples_span
 
-# ExampleGen's input pattern: the driver substitutes the newest span number (or
-# the one its range_config names) for {SPAN}.
-SPAN_PATTERN = "span-{SPAN}/*"
-# Every span's files, for a split by span (components/label_blind_split.py).
-ALL_SPANS_PATTERN = "span-*/*"
+PREVIOUS_SPAN_ID = "previous_span_statistics"
+SPAN_WINDOW_ID = "span_window"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanSettings:
+  """A run over `span-N/` directories, one span ingested per run.
+
+  `span`: the span ExampleGen reads (None: the newest). Transform and the Trainer
+  take the last `train_spans` ingested spans up to it; with `drift_check` the span's
+  statistics are compared with the previous span's (DistributionValidator).
+  """
+  span: Optional[int] = None
+  train_spans: int = 1
+  drift_check: bool = True
+
+  def __post_init__(self):
+    if self.train_spans < 1:
+      raise ValueError(f"train_spans {self.train_spans}: at least 1")
+
+  def resolver_config(self) -> Dict[str, int]:
+    """The run's span for the resolvers; left out, they take the newest (a resolver's
+    config can't hold None)."""
+    return {} if self.span is None else {"span": self.span}
 
 
 def spans_in(data_root: str) -> List[int]:
@@ -44,12 +64,6 @@ def spans_in(data_root: str) -> List[int]:
     return []
   return sorted(int(m.group(1)) for m in map(SPAN_DIR.match, os.listdir(data_root))
                 if m and os.path.isdir(os.path.join(data_root, m.group(0))))
-
-
-def examples_span(artifact) -> int:
-  """An Examples artifact's span (ExampleGen records it as a custom property)."""
-  text = artifact.get_string_custom_property("span")
-  return int(text) if text else artifact.get_int_custom_property("span")
 
 
 def _newest_per_span(artifacts, span_of=examples_span) -> Dict[int, object]:

@@ -11,6 +11,26 @@ from pipeline import compare, configs
 pytestmark = pytest.mark.e2e
 
 
+def test_a_model_only_change_keeps_example_gen_through_transform_cached(pipeline_run):
+  """Embedding sizes and the batch size are the Trainer's alone: ExampleGen gets the
+  columns and Transform the encodings, unchanged, so both come from the cache."""
+  from models.config import parse_config
+  from pipeline.local_runner import run_local
+  from pipeline.pipeline import Extent
+  with open(configs.CONFIG_PATH) as f:
+    text = f.read()
+  for old, new in (("embedding_dim: 16", "embedding_dim: 8"),
+                   ("data_config {", "data_config {\n  batch_size: 333")):
+    assert old in text
+    text = text.replace(old, new)
+  summary = run_local(config=parse_config(text, source="model_only_change.config"),
+                      data_root=pipeline_run.data_dir, pipeline_root=pipeline_run.pipeline_root,
+                      serving_dir=pipeline_run.serving_dir, extent=Extent.TRANSFORM)
+  states = summary.component_states
+  assert list(states)[-1] == "Transform", states
+  assert set(states.values()) == {"CACHED"}, states
+
+
 @pytest.fixture(scope="module")
 def compared(pipeline_run):
   peers = [load_config(os.path.join(configs.PROJECT_DIR, "configs", name))

@@ -1,12 +1,13 @@
 """The config reader: EasyRec's files parse as written, and bad ones are refused
 before any work with the file, line and field named."""
 
+import dataclasses
 import os
 import re
 
 import pytest
 
-from models.config import ConfigError, load_config, parse_config
+from models.config import ConfigError, load_config, parse_columns, parse_config
 from models.features import ColumnType, Encoding
 from pipeline import configs
 
@@ -61,7 +62,7 @@ def test_every_shipped_config_reads(name):
 
 
 def test_peers_share_data_and_features_so_transform_is_reused():
-  texts = {load_config(path).data_text() for path in configs.PEER_CONFIGS}
+  texts = {load_config(path).transform_text() for path in configs.PEER_CONFIGS}
   assert len(texts) == 1
 
 
@@ -173,11 +174,35 @@ def test_unreadable_file():
     load_config("nope.config")
 
 
-def test_data_text_keeps_only_what_transform_reads():
+def test_transform_text_keeps_only_what_transform_reads():
   config = load_config(configs.CONFIG_PATH)
-  data = parse_config(config.data_text(), require_model=False)
-  assert not data.proto.HasField("model_config") and data.features == config.features
-  assert data.columns == config.columns
+  data = parse_config(config.transform_text(), require_model=False)
+  assert not data.proto.HasField("model_config")
+  # Every encoding as configured; the embedding sizes are the model's alone.
+  assert data.features == tuple(dataclasses.replace(f, embedding_dim=0) for f in config.features)
+  assert all(f.embedding_dim > 0 for f in config.features if f.encoding is not Encoding.RAW)
+  assert data.columns == config.columns and data.labels == config.labels
+
+
+def test_a_model_only_change_leaves_what_example_gen_and_transform_read_unchanged():
+  text = _text()
+  for old, new in (("embedding_dim: 16", "embedding_dim: 8"),
+                   ("data_config {", "data_config {\n  batch_size: 333\n  num_epochs: 2")):
+    assert old in text
+    changed = parse_config(text.replace(old, new), source="changed.config")
+    original = parse_config(text, source="original.config")
+    assert changed.text != original.text
+    assert changed.transform_text() == original.transform_text()
+    assert changed.columns_text() == original.columns_text()
+  # What Transform does read does change it; ExampleGen reads only the columns.
+  bigger = parse_config(text.replace("hash_bucket_size: 10000", "hash_bucket_size: 20000", 1))
+  assert bigger.transform_text() != parse_config(text).transform_text()
+  assert bigger.columns_text() == parse_config(text).columns_text()
+
+
+def test_columns_text_holds_the_columns_and_labels():
+  config = load_config(configs.CONFIG_PATH)
+  assert parse_columns(config.columns_text()) == (config.columns, config.labels)
 
 
 def test_shipped_configs_match_their_schemas():
@@ -224,4 +249,4 @@ def test_bench_controls_are_their_peer_plus_the_affinity_block_and_share_its_tra
   blocks = {b.name for b in control.proto.model_config.backbone.blocks}
   peer_blocks = {b.name for b in peer.proto.model_config.backbone.blocks}
   assert blocks - peer_blocks == {"user_side", "ad_side", "affinity"}
-  assert control.data_text() == aitm.data_text() == peer.data_text()
+  assert control.transform_text() == aitm.transform_text() == peer.transform_text()

@@ -302,7 +302,7 @@ def _write_transform_output(root):
   transform_dir = os.path.join(root, "transform")
 
   def fn(inputs):
-    return preprocessing_fn(inputs, {CONFIG_KEY: config.data_text()})
+    return preprocessing_fn(inputs, {CONFIG_KEY: config.transform_text()})
 
   with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=root)):
     transform_fn = (_raw_instances(config, cols, range(TRAIN_ROWS)), raw_metadata) | \

@@ -7,7 +7,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from cli.main import main as aitm
-from kubeflow.runner import IMAGE_SCHEMA_PATH, RUNTIME_PARAMETERS, compile_pipeline
+from pipeline.kubeflow_runner import IMAGE_SCHEMA_PATH, RUNTIME_PARAMETERS, compile_pipeline
 from models.config import load_config
 from pipeline import configs
 
@@ -134,7 +134,7 @@ def test_yaml_spec_is_what_the_kfp_client_uploads_with_the_defaults(tmp_path):
 def test_the_image_recipe_pins_the_stack_the_spec_refers_to():
   import os
   import re
-  from kubeflow.runner import IMAGE_PROJECT_DIR
+  from pipeline.kubeflow_runner import IMAGE_PROJECT_DIR
   root = configs.PROJECT_DIR
   with open(os.path.join(root, "kubeflow", "Dockerfile")) as f:
     lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
@@ -218,7 +218,7 @@ def test_several_vertex_workers_need_the_multi_worker_strategy(tmp_path):
 
 
 class _FakeKfpClient:
-  """Records what kubeflow.schedule asks of kfp.Client."""
+  """Records what pipeline.kubeflow_schedule asks of kfp.Client."""
 
   def __init__(self):
     self.calls = []
@@ -233,7 +233,7 @@ class _FakeKfpClient:
 
 
 def test_schedule_creates_one_recurring_run_of_the_compiled_package(tmp_path):
-  from kubeflow.schedule import schedule
+  from pipeline.kubeflow_schedule import schedule
   package = compile_pipeline(config=load_config(configs.CONFIG_PATH),
                              output_file=str(tmp_path / "aitm_pipeline.yaml"),
                              pipeline_root="gs://b/root", image=IMAGE)

@@ -29,7 +29,7 @@ from datagen import taobao
 from models.config import load_config
 from models.evaluation_checks import rate_gap
 from pipeline import configs
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import Extent, create_pipeline
 
 CONFIG = load_config(configs.CONFIG_PATH)
 # Enough rows for a few thousand clicks in the eval split and in the held-out rows.
@@ -44,8 +44,8 @@ def run_example_gen(data_root, output_dir, split=Split()):
   """The pipeline's CSV ExampleGen, run through its executor's Do() on DirectRunner;
   {split name: {column: values}} read back."""
   pipeline = create_pipeline(config=CONFIG, pipeline_root=str(output_dir) + "-root",
-                             data_root=str(data_root), serving_dir="/unused", train=False,
-                             evaluate=False, push=False, split=split)
+                             data_root=str(data_root), serving_dir="/unused",
+                             extent=Extent.TRANSFORM, split=split)
   component = pipeline.components[0]
   examples = standard_artifacts.Examples()
   examples.uri = str(output_dir)

@@ -4,7 +4,7 @@ import pytest
 
 from models.config import load_config
 from pipeline import configs
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import Extent, create_pipeline
 
 CONFIG = load_config(configs.CONFIG_PATH)
 
@@ -16,18 +16,35 @@ def _ids(tmp_path, **kwargs):
   return [c.id for c in pipeline.components]
 
 
-def test_run_compare_and_training_only_graphs(tmp_path):
+def test_run_compare_training_and_transform_only_graphs(tmp_path):
   run = _ids(tmp_path)
+  assert run == _ids(tmp_path, extent=Extent.PUSH)
   assert {"latest_blessed_model_resolver", "Evaluator", "Pusher"} <= set(run)
-  compare = _ids(tmp_path, push=False)
+  compare = _ids(tmp_path, extent=Extent.EVALUATE)
   assert "Evaluator" in compare and "Pusher" not in compare
   assert "latest_blessed_model_resolver" not in compare
-  training_only = _ids(tmp_path, push=False, evaluate=False)
+  training_only = _ids(tmp_path, extent=Extent.TRAIN)
   assert set(training_only) == set(compare) - {"Evaluator"}
-  with pytest.raises(ValueError, match="must be evaluated"):
-    _ids(tmp_path, evaluate=False)
+  transform_only = _ids(tmp_path, extent=Extent.TRANSFORM)
+  assert set(transform_only) == set(training_only) - {"Trainer"}
+  assert transform_only[-1] == "Transform"
   with pytest.raises(ValueError, match="data_format"):
     _ids(tmp_path, data_format="parquet")
+
+
+def test_span_settings_are_checked_where_they_conflict(tmp_path):
+  from components.label_blind_split import Split
+  from pipeline.spans import SpanSettings
+  with pytest.raises(ValueError, match="train_spans 0: at least 1"):
+    SpanSettings(train_spans=0)
+  with pytest.raises(ValueError, match="use one or the other"):
+    _ids(tmp_path, spans=SpanSettings(), split=Split("span"))
+  with pytest.raises(ValueError, match="spans are read from CSV data only"):
+    _ids(tmp_path, spans=SpanSettings(), data_format="aliccp")
+  window = _ids(tmp_path, spans=SpanSettings(span=2, train_spans=2))
+  assert {"span_window", "previous_span_statistics", "DistributionValidator"} <= set(window)
+  unchecked = _ids(tmp_path, spans=SpanSettings(drift_check=False))
+  assert not {"span_window", "previous_span_statistics"} & set(unchecked)
 
 
 def _node(tmp_path, node_id, **kwargs):
@@ -40,7 +57,8 @@ def _node(tmp_path, node_id, **kwargs):
 def test_warm_start_feeds_the_trainer_a_base_model_only_when_asked(tmp_path):
   import json
   from models import trainer
-  from pipeline.pipeline import WARM_START_ID, LatestBlessedModelOnOtherDataStrategy
+  from pipeline.pipeline import WARM_START_ID
+  from pipeline.resolvers import LatestBlessedModelOnOtherDataStrategy
   cold = _node(tmp_path, "Trainer")
   assert "base_model" not in cold.inputs
   assert trainer.WARM_START_KEY not in json.loads(cold.exec_properties["custom_config"])
@@ -84,7 +102,7 @@ def _artifact(kind, artifact_id, **properties):
 
 
 def test_the_warm_start_base_is_the_latest_blessed_model_trained_on_other_data():
-  from pipeline.pipeline import LatestBlessedModelOnOtherDataStrategy
+  from pipeline.resolvers import LatestBlessedModelOnOtherDataStrategy
   # Models 11 (examples 1) and 12 (examples 2), both blessed; model 13 not blessed.
   models = [_artifact("Model", i) for i in (11, 12, 13)]
   blessings = [_artifact("ModelBlessing", 20 + m, current_model_id=m, blessed=int(m != 13))

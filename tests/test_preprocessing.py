@@ -55,7 +55,7 @@ def transformed():
   raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(metadata)
 
   def fn(inputs):  # as the Transform component calls it, with its custom_config
-    return preprocessing_fn(inputs, {CONFIG_KEY: CONFIG.data_text()})
+    return preprocessing_fn(inputs, {CONFIG_KEY: CONFIG.transform_text()})
 
   with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
     (data, _), _ = ([_instance(r) for r in ROWS], raw_metadata) | \

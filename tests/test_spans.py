@@ -128,25 +128,26 @@ def span_runs(tmp_path_factory):
   from models.config import load_config
   from pipeline import configs
   from pipeline.local_runner import run_local
+  from pipeline.spans import SpanSettings
 
   root = tmp_path_factory.mktemp("spans")
   data = str(root / "data")
   taobao.write_spans(data, SPAN_ROWS, 3, seed=SEED, shift=("price", 3.0), shift_from=3)
   kwargs = dict(config=load_config(configs.CONFIG_PATH), data_root=data,
                 pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"),
-                training=TRAINING, spans=True, warm_start=True, **GATE)
-  first = run_local(span=1, **kwargs)
+                training=TRAINING, warm_start=True, **GATE)
+  first = run_local(spans=SpanSettings(span=1), **kwargs)
   killed = _kill_aitm_run_during_trainer(
       ["run", "--data", data, "--span", "2", "--train-spans", "2",
        "--pipeline-root", kwargs["pipeline_root"], "--serving-dir", kwargs["serving_dir"],
        "--min-auc", "0", "--max-auc-drop", "1", "--warm-start"],
       log=str(root / "killed.log"))
   # The same run again: everything before the Trainer comes from the cache.
-  second = run_local(span=2, train_spans=2, **kwargs)
-  rerun = run_local(span=2, train_spans=2, **kwargs)
+  second = run_local(spans=SpanSettings(span=2, train_spans=2), **kwargs)
+  rerun = run_local(spans=SpanSettings(span=2, train_spans=2), **kwargs)
   trainer_runs = len(_inputs_of(_store(kwargs["pipeline_root"]), "Trainer"))
   with pytest.raises(Exception) as drifted:
-    run_local(train_spans=2, **kwargs)   # the newest span: 3
+    run_local(spans=SpanSettings(train_spans=2), **kwargs)   # the newest span: 3
   return dict(root=root, kwargs=kwargs, first=first, killed=killed, second=second,
               rerun=rerun, error=str(drifted.value), trainer_runs=trainer_runs)
 

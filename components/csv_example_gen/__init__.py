@@ -1,1 +1,10 @@
-"""A CSV ExampleGen that types columns by the declared raw columns, not by guessing."""
+"""A CSV ExampleGen that types columns by the declared raw columns, not by guessing.
+
+  csv_example_gen(input_base, config)   the pipeline node (component.py)
+  executor                              the Beam job: files -> typed, split tf.Examples
+  csv_parser                            one file's lines -> tf.Examples, bad rows named
+"""
+
+from components.csv_example_gen.component import csv_example_gen
+
+__all__ = ["csv_example_gen"]

@@ -21,17 +21,17 @@ from components.csv_example_gen.csv_parser import (BadInputError, decoded_lines,
 from components.example_gen_settings import pack_text, unpack_text
 from components.label_blind_split import KeyedExample, Split, read_spans, span_of
 from components.split_executor import LabelBlindSplitExecutor
-from models.config import PipelineConfig, parse_config
+from models.config import PipelineConfig, parse_columns
 
 _PROGRESS_EVERY = 50_000
 
 
 def example_gen_custom_config(config: PipelineConfig, split: Split = Split()
                               ) -> example_gen_pb2.CustomConfig:
-  """The config's data part and the split, packed for FileBasedExampleGen(custom_config=...).
+  """The config's columns and the split, packed for FileBasedExampleGen(custom_config=...).
   ValueError when the split names a column the config doesn't have, or a label."""
   split.check_columns([c.name for c in config.columns], config.labels, config.source)
-  return pack_text(json.dumps({"config": config.data_text(), "split": split.to_json()}))
+  return pack_text(json.dumps({"config": config.columns_text(), "split": split.to_json()}))
 
 
 def _settings_from(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
@@ -74,11 +74,11 @@ def _CsvToTypedExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     files = [f for f in files if span_of(os.path.relpath(f, base)) in spans]
   if not files:
     raise BadInputError(f"Bad input: no CSV files match {pattern}")
-  config = parse_config(_settings_from(exec_properties)["config"],
-                        source="ExampleGen custom_config", require_model=False)
+  columns, labels = parse_columns(_settings_from(exec_properties)["config"],
+                                  source="ExampleGen custom_config")
   rows = (pipeline
           | "CsvFiles" >> beam.Create([(f, os.path.relpath(f, base)) for f in files])
-          | "ParseRows" >> beam.ParDo(_ReadCsvFile(config.columns, config.labels)))
+          | "ParseRows" >> beam.ParDo(_ReadCsvFile(columns, labels)))
   _ = (rows
        | "CountRows" >> beam.combiners.Count.Globally()
        | "RefuseNoRows" >> beam.Map(_refuse_no_rows, pattern, len(files)))

@@ -70,13 +70,35 @@ class PipelineConfig:
   def task_labels(self) -> Dict[str, str]:
     return {t.name: t.label for t in self.tasks}
 
-  def data_text(self) -> str:
-    """Only `data_config` and the features: all that ExampleGen and Transform read,
-    so a model-only change keeps their cached outputs."""
+  def columns_text(self) -> str:
+    """The config ExampleGen reads: data_config's columns and labels (parse_columns)."""
+    data, subset = self.proto.data_config, messages.EasyRecConfig()
+    subset.data_config.input_fields.extend(data.input_fields)
+    subset.data_config.label_fields.extend(data.label_fields)
+    subset.data_config.input_type, subset.data_config.separator = data.input_type, data.separator
+    return text_format.MessageToString(subset)
+
+  def transform_text(self) -> str:
+    """The config Transform reads: data_config and the features, without what only the
+    Trainer reads (batch size, epochs, embedding sizes), so a change to those keeps
+    ExampleGen's and Transform's cached outputs. Parsed with require_model=False."""
     subset = messages.EasyRecConfig()
     subset.data_config.CopyFrom(self.proto.data_config)
-    subset.feature_config.features.extend(_feature_protos(self.proto))
+    for field in _TRAINING_DATA_FIELDS:
+      subset.data_config.ClearField(field)
+    for spec in _feature_protos(self.proto):
+      feature = subset.feature_config.features.add()
+      feature.CopyFrom(spec)
+      for field in _MODEL_FEATURE_FIELDS:
+        feature.ClearField(field)
     return text_format.MessageToString(subset)
+
+
+# data_config's fields that only the Trainer's input pipeline reads.
+_TRAINING_DATA_FIELDS = ("batch_size", "prefetch_size", "num_epochs", "shuffle",
+                         "shuffle_buffer_size")
+# A feature's fields the model reads (its embedding) and Transform doesn't.
+_MODEL_FEATURE_FIELDS = ("embedding_dim", "combiner")
 
 
 def load_config(path: str) -> PipelineConfig:
@@ -92,8 +114,21 @@ def load_config(path: str) -> PipelineConfig:
   return parse_config(text, source=path)
 
 
+def parse_columns(text: str, source: str = "<config>"
+                  ) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
+  """The columns and labels of a config's data_config (PipelineConfig.columns_text)."""
+  proto = messages.EasyRecConfig()
+  try:
+    text_format.Parse(text, proto)
+  except text_format.ParseError as e:
+    raise ConfigError(f"{source}:{e} ") from None
+  return _check_data(proto, _Locator(text, source))
+
+
 def parse_config(text: str, source: str = "<config>", require_model: bool = True
                  ) -> PipelineConfig:
+  """A checked config. Without `require_model`, a config that has no model_config
+  (PipelineConfig.transform_text) parses, and its features need no embedding_dim."""
   proto = messages.EasyRecConfig()
   try:
     text_format.Parse(text, proto)
@@ -101,7 +136,8 @@ def parse_config(text: str, source: str = "<config>", require_model: bool = True
     raise ConfigError(f"{source}:{e} ") from None
   where = _Locator(text, source)
   columns, labels = _check_data(proto, where)
-  features = _check_features(proto, columns, labels, where)
+  embedded = require_model or proto.HasField("model_config")
+  features = _check_features(proto, columns, labels, embedded, where)
   tasks: Tuple[Task, ...] = ()
   if require_model or proto.HasField("model_config"):
     if not proto.HasField("model_config"):
@@ -170,7 +206,7 @@ def _feature_protos(proto):
   return list(proto.feature_config.features) + list(proto.feature_configs)
 
 
-def _check_features(proto, columns, labels, where) -> Tuple[Feature, ...]:
+def _check_features(proto, columns, labels, embedded, where) -> Tuple[Feature, ...]:
   types = {c.name: c.type for c in columns}
   features, names = [], set()
   specs = _feature_protos(proto)
@@ -198,12 +234,14 @@ def _check_features(proto, columns, labels, where) -> Tuple[Feature, ...]:
                         "or set compute_vocabulary: true to learn them in Transform")
     if spec.combiner != "mean":
       raise where.error("combiner", f"only 'mean' is supported (feature '{name}')")
-    features.append(_feature(spec, name, column, kind, types[column], where))
+    features.append(_feature(spec, name, column, kind, types[column], embedded, where))
   return tuple(features)
 
 
-def _feature(spec, name, column, kind, column_type, where) -> Feature:
+def _feature(spec, name, column, kind, column_type, embedded, where) -> Feature:
   def need_dim():
+    if not embedded and spec.embedding_dim == 0:
+      return 0  # Transform's part of the config: embedding sizes are the model's
     if spec.embedding_dim <= 0:
       raise where.error("embedding_dim", f"feature '{name}' needs a positive embedding_dim")
     return int(spec.embedding_dim)

@@ -14,7 +14,7 @@ KFP's cron has six fields, seconds first (robfig/cron): `0 0 3 * * *` is
 
 from typing import Dict, Optional
 
-from kubeflow.runner import RUNTIME_PARAMETERS
+from pipeline.kubeflow_runner import RUNTIME_PARAMETERS
 
 DAILY_AT_3 = "0 0 3 * * *"
 

@@ -30,6 +30,7 @@ from models.config import PipelineConfig
 from pipeline import beam_options, configs
 from pipeline.pipeline import create_pipeline
 from pipeline.schema_check import check_schema
+from pipeline.spans import SpanSettings
 from pipeline.vertex_training import VertexTraining
 
 # Where the Dockerfile puts the project inside the image.
@@ -92,8 +93,9 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       serving_dir=serving_dir, model_name=model_name, schema_path=schema_path,
       training=training, train_args=parameters["train_args"],
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
-      vertex_training=vertex_training, keep_versions=keep_versions, spans=spans,
-      drift_check=False, warm_start=warm_start, split=split)
+      vertex_training=vertex_training, keep_versions=keep_versions,
+      spans=SpanSettings(drift_check=False) if spans else None, warm_start=warm_start,
+      split=split)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

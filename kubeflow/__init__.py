@@ -1,1 +1,0 @@
-"""Deploying the same pipeline on Kubeflow Pipelines (KubeflowV2DagRunner)."""
