@@ -469,7 +469,7 @@ def _beam_arguments(parser, default):
                       help="Beam pipeline options for ExampleGen, StatisticsGen, Transform and "
                       f"Evaluator, over the default ({default}); repeatable, e.g. "
                       '"--direct_running_mode=multi_processing --direct_num_workers=2" or '
-                      "Dataflow/Flink/Spark options (README: Beam at scale)")
+                      "Dataflow/Flink/Spark options (docs/kubeflow.md: Beam at scale)")
 
 
 def _training_arguments(parser):

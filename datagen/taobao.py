@@ -73,7 +73,7 @@ class Repeats:
   impressions to 1.14M users of 846k ads in 8 days: 23 impressions per user and
   31 per ad (this world: 20 and 40). How many of a user's impressions repeat an
   ad is not in the published statistics; half of them, on about 3 ads of the
-  user's own, is this project's choice (see the README's "Data")."""
+  user's own, is this project's choice (see docs/data.md)."""
   share: float = 0.5      # of each user's impressions, shown one of the user's own ads
   pool_mean: float = 3.0  # ads of a user's own: 1 + Poisson(pool_mean - 1)
 

@@ -453,7 +453,7 @@ def test_only_the_chief_writes_and_the_export_has_the_single_worker_contract(two
           summary["batch_size"], summary["global_batch_size"]) == (
               MWMS, 2, 2, PER_REPLICA_BATCH, 2 * PER_REPLICA_BATCH)
 
-  # The contract every single-worker export has (README, "SavedModel contract").
+  # The contract every single-worker export has (docs/serving.md, "SavedModel contract").
   config = parse_config(_config_text())
   output = tft.TFTransformOutput(two_workers["transform"])
   dtypes = {ColumnType.STRING: tf.string, ColumnType.INT: tf.int64,

@@ -9,7 +9,7 @@ rejected by the protobuf parser with its line and column.
 They are declared here in Python and built into a descriptor pool at import:
 the protobuf runtime parses and type-checks text format, and no `protoc`
 step or generated `_pb2` module is needed. Fields marked "extension" are
-ours, not EasyRec's; the README lists them.
+ours, not EasyRec's; docs/configs.md lists them.
 """
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
