@@ -3,6 +3,8 @@ before any work with the file, line and field named."""
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -141,6 +143,40 @@ def test_unknown_layer_and_wrong_params():
            r"class_name: block 'cvr_aitm': unknown layer 'AITM'")
   _refused(_text().replace('class_name: "AITMTower"', 'class_name: "MLP"'),
            r"block 'cvr_aitm': MLP takes its settings in 'mlp \{ \}', got aitm")
+
+
+@pytest.mark.parametrize("name, old, new, pattern", [
+    ("mmoe.config", "num_expert: 4", "num_expert: 0", r"block 'mmoe' needs num_expert >= 1"),
+    ("mmoe.config", "num_task: 2", "num_task: 0", r"block 'mmoe' needs num_task >= 1"),
+    ("ple.config", "num_task: 2", "num_task: 0", r"block 'ple' needs num_task >= 1"),
+    ("ple.config", "hidden_units: [256, 128]", "", r"block 'ple': the MLP needs hidden_units"),
+    ("aitm_taobao.config", "transfer_mlp { hidden_units: 128 ", "transfer_mlp { ",
+     r"block 'cvr_aitm': the MLP needs hidden_units"),
+])
+def test_layer_settings_the_registry_checks(name, old, new, pattern):
+  text = _text(name)
+  assert old in text
+  _refused(text.replace(old, new, 1), pattern)
+
+
+def test_every_layer_kind_has_its_own_params_field():
+  """A kind's settings are one KerasLayer field, and every such field is a kind's."""
+  from models.config import messages
+  from models.layer_registry import LAYER_KINDS
+  oneof = messages.message_class("KerasLayer").DESCRIPTOR.oneofs_by_name["params"]
+  assert sorted(kind.params for kind in LAYER_KINDS.values()) == sorted(
+      field.name for field in oneof.fields)
+
+
+def test_checking_a_config_does_not_load_tensorflow():
+  code = (f"import sys; from models.config import load_config; "
+          f"load_config({configs.CONFIG_PATH!r}); "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        cwd=configs.PROJECT_DIR, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=configs.PROJECT_DIR))
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.strip() == "[]"
 
 
 def test_aitm_tower_needs_a_list_of_two_inputs():

@@ -172,6 +172,7 @@ MESSAGES = {
         ("opt", "string", "block_name", None, "name"),
         ("opt", "string", "input_slice"),
     ],
+    # One `params` field per layer kind, the settings of its models/layer_registry.py entry.
     "KerasLayer": [
         ("opt", "string", "class_name"),
         ("opt", "MLP", "mlp", None, "params"),
