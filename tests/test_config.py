@@ -197,6 +197,30 @@ def test_feature_and_label_references():
            r"label_fields: 'clk' must be an INT32/INT64 input field")
 
 
+@pytest.mark.parametrize("old, new, pattern", [
+    ('"pid", "age_level"', '"pid", "age"', r"slice_fields: 'age' is not one of "
+                                           r"data_config.input_fields"),
+    ('"pid", "age_level"', '"pid", "clk"', r"slice_fields: 'clk' is a label, not an input"),
+    ('"pid", "age_level"', '"pid", "pid"', r"slice_fields: 'pid' is listed twice"),
+    ('user_id_field: "user_id"', 'user_id_field: "uid"',
+     r"user_id_field: 'uid' is not one of data_config.input_fields"),
+    ('user_id_field: "user_id"', 'user_id_field: "buy"',
+     r"user_id_field: 'buy' is a label, not an input"),
+])
+def test_slice_and_user_fields_name_input_fields(old, new, pattern):
+  text = _text().replace(old, new, 1)
+  line = _line_of(text, new)
+  _refused(text, rf"bad\.config:{line}: " + pattern)
+
+
+def test_slice_and_user_fields_are_read_in_order():
+  config = load_config(configs.CONFIG_PATH)
+  assert config.slice_fields == ("pid", "age_level", "new_user_class_level", "shopping_level")
+  assert config.user_id_field == "user_id"
+  reference = load_config(REFERENCE)
+  assert reference.slice_fields == () and reference.user_id_field is None
+
+
 def test_order_calibration_needs_a_preceding_tower():
   text = _text().replace('tower_name: "ctr"\n      label_name: "clk"\n      losses { loss_type: CLASSIFICATION }',
                          'tower_name: "ctr"\n      label_name: "clk"\n      losses { loss_type: CLASSIFICATION }\n'
@@ -214,6 +238,7 @@ def test_data_text_keeps_only_what_transform_reads():
   data = parse_config(config.data_text(), require_model=False)
   assert not data.proto.HasField("model_config") and data.features == config.features
   assert data.columns == config.columns
+  assert data.user_id_field == "user_id"  # Transform computes user_activity from it
 
 
 def test_shipped_configs_match_their_schemas():

@@ -2,10 +2,11 @@
 
 `load_config(path)` parses protobuf text format against `messages` (unknown
 fields and wrong types fail there, with line and column), then checks what
-the parser can't: names that must exist, the backbone DAG, towers against
-output blocks, losses against towers. Every error is a `ConfigError` naming
-the file, the line and the field. Nothing here imports TensorFlow, so a bad
-config is refused before any work starts.
+the parser can't: names that must exist (features' and slices' input fields
+among them), the backbone DAG, towers against output blocks, losses against
+towers. Every error is a `ConfigError` naming the file, the line and the
+field. Nothing here imports TensorFlow, so a bad config is refused before any
+work starts.
 """
 
 import dataclasses
@@ -66,6 +67,16 @@ class PipelineConfig:
   def task_labels(self) -> Dict[str, str]:
     return {t.name: t.label for t in self.tasks}
 
+  @property
+  def slice_fields(self) -> Tuple[str, ...]:
+    """Raw columns the evaluation is sliced by (eval_config.slice_fields), in order."""
+    return tuple(self.proto.eval_config.slice_fields)
+
+  @property
+  def user_id_field(self) -> Optional[str]:
+    """The raw column holding the user id (data_config.user_id_field), if any."""
+    return self.proto.data_config.user_id_field or None
+
   def data_text(self) -> str:
     """Only `data_config` and the features: all that ExampleGen and Transform read,
     so a model-only change keeps their cached outputs."""
@@ -103,6 +114,7 @@ def parse_config(text: str, source: str = "<config>", require_model: bool = True
     if not proto.HasField("model_config"):
       raise ConfigError(f"{source}: model_config is missing")
     tasks = _check_model(proto.model_config, features, labels, where)
+  _check_evaluation(proto, columns, labels, where)
   _check_training(proto, where)
   return PipelineConfig(text=text, source=source, proto=proto, columns=columns,
                         labels=labels, features=features, tasks=tasks)
@@ -157,7 +169,17 @@ def _check_data(proto, where) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
                         "holding 0 or 1", label)
   if data.HasField("batch_size") and data.batch_size == 0:
     raise where.error("batch_size", "must be positive")
+  if data.user_id_field:
+    _check_input_field("user_id_field", data.user_id_field, types, data.label_fields, where)
   return tuple(columns), tuple(data.label_fields)
+
+
+def _check_input_field(field, name, types, labels, where):
+  """`name`, given in `field`, must be an input field and not a label."""
+  if name not in types:
+    raise where.error(field, f"'{name}' is not one of data_config.input_fields", name)
+  if name in labels:
+    raise where.error(field, f"'{name}' is a label, not an input", name)
 
 
 # --- feature_config -----------------------------------------------------------
@@ -502,6 +524,18 @@ def _preceding(index, block, blocks, slots, names) -> Tuple[str, ...]:
     if first_preceding in owners and owners[first_preceding] in names[:index]:
       return (owners[first_preceding],)
   return (names[index - 1],) if index > 0 else ()
+
+
+# --- eval_config --------------------------------------------------------------
+
+def _check_evaluation(proto, columns, labels, where):
+  types = {c.name: c.type for c in columns}
+  seen = set()
+  for name in proto.eval_config.slice_fields:
+    _check_input_field("slice_fields", name, types, labels, where)
+    if name in seen:
+      raise where.error("slice_fields", f"'{name}' is listed twice", name)
+    seen.add(name)
 
 
 # --- train_config -------------------------------------------------------------
