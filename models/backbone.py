@@ -1,7 +1,8 @@
 """Builds the Keras model a config describes: EasyRec's backbone DAG plus task towers.
 
     transformed features -> FeatureEmbeddings -> feature_groups (concatenated)
-      -> blocks, in topological order, each a registered keras_layer
+      -> blocks, in topological order, each a keras_layer of
+         models.layer_registry
       -> output_blocks, one per task tower (or one multi-output block)
       -> per tower: dnn -> Dense(1) -> sigmoid [-> x P(conditional_on)]
          -> calibration intercept (LogitShift, set after training) -> output
@@ -16,22 +17,12 @@ from typing import Any, Dict, List
 import tensorflow as tf
 
 from models.config import PipelineConfig, topological_order
-from models.config.pipeline_config import LAYER_PARAMS
 from models.features import Encoding
-from models.layers import AITMTower, FM, MLP, MMoE, PLE
+from models.layer_registry import LAYER_KINDS
 from models.layers import feature_embeddings
 from models.layers.calibration import LogitShift
+from models.layers.mlp import MLP
 from models.losses import OrderCalibration
-
-
-def mlp_options(mlp, l2_reg: float) -> Dict[str, Any]:
-  """EasyRec's MLP message -> `MLP` keyword arguments."""
-  return dict(hidden_units=list(mlp.hidden_units),
-              dropout_rate=list(mlp.dropout_ratio) or 0.0,
-              activation=mlp.activation, use_bn=mlp.use_bn,
-              use_final_bn=mlp.use_final_bn, final_activation=mlp.final_activation,
-              use_bias=mlp.use_bias, use_final_bias=mlp.use_final_bias,
-              initializer=mlp.initializer, l2_reg=l2_reg)
 
 
 def dnn_options(dnn, l2_reg: float) -> Dict[str, Any]:
@@ -39,48 +30,6 @@ def dnn_options(dnn, l2_reg: float) -> Dict[str, Any]:
   return dict(hidden_units=list(dnn.hidden_units),
               dropout_rate=list(dnn.dropout_ratio) or 0.0,
               activation=dnn.activation, use_bn=dnn.use_bn, l2_reg=l2_reg)
-
-
-def _mlp(params, l2, name):
-  return MLP(**mlp_options(params.mlp, l2), name=name)
-
-
-def _aitm(params, l2, name):
-  aitm = params.aitm
-  return AITMTower(transfer_mlp=mlp_options(aitm.transfer_mlp, l2),
-                   project_dim=aitm.project_dim or None, stop_gradient=aitm.stop_gradient,
-                   l2_reg=l2, name=name)
-
-
-def _experts(settings):
-  gate = list(settings.gate_mlp.hidden_units) if settings.HasField("gate_mlp") else []
-  expert = settings.expert_mlp
-  return dict(expert_units=list(expert.hidden_units), gate_units=gate,
-              use_bn=expert.use_bn, dropout_rate=(list(expert.dropout_ratio) or [0.0])[0])
-
-
-def _mmoe(params, l2, name):
-  return MMoE(num_task=params.mmoe.num_task, num_expert=params.mmoe.num_expert,
-              l2_reg=l2, name=name, **_experts(params.mmoe))
-
-
-def _ple(params, l2, name):
-  ple = params.ple
-  return PLE(num_task=ple.num_task, num_level=ple.num_level,
-             num_expert_per_task=ple.num_expert_per_task,
-             num_expert_share=ple.num_expert_share, l2_reg=l2, name=name,
-             **_experts(ple))
-
-
-def _fm(params, l2, name):
-  del l2  # no weights
-  return FM(use_variant=params.fm.use_variant, name=name)
-
-
-# keras_layer.class_name -> factory(KerasLayer message, l2, block name) -> layer;
-# Keras layer names are the block names, as in EasyRec.
-LAYERS = {"MLP": _mlp, "AITMTower": _aitm, "MMoE": _mmoe, "PLE": _ple, "FM": _fm}
-assert set(LAYERS) == set(LAYER_PARAMS), "config and builder must know the same layers"
 
 
 def model_features(config: PipelineConfig) -> List:
@@ -136,7 +85,10 @@ def build_model(config: PipelineConfig, embedding_rows: Dict[str, int]) -> tf.ke
     else:
       x = tf.keras.layers.Concatenate(axis=block.input_concat_axis,
                                       name=f"{name}_inputs")(items)
-    values[name] = LAYERS[block.keras_layer.class_name](block.keras_layer, l2, name)(x)
+    layer = block.keras_layer
+    kind = LAYER_KINDS[layer.class_name]
+    # Keras layer names are the block names, as in EasyRec.
+    values[name] = kind.build(getattr(layer, kind.params), l2, name)(x)
 
   towers = {t.tower_name: t for t in model_config.model_params.task_towers}
   outputs = {}

@@ -14,9 +14,11 @@ Metric keys, as TFMA writes them (output_name = the task tower):
   example, label and prediction sums) and `confusion_matrix_plot`
   (ConfusionMatrixPlot: counts at 1,000 thresholds).
 
-Slices: overall, then one per value of each of SLICE_FEATURES that the config
-has as a column, and of the Transform-computed `user_activity` bucket
-(models.preprocessing) when the config has a user column.
+Slices: overall, then one per value of each of the config's
+`eval_config.slice_fields` (raw input fields, in that order), then one per
+level of the Transform-computed `user_activity` (models.preprocessing) when
+the config names its `data_config.user_id_field`. A config with neither
+(EasyRec's own, e.g.) is evaluated overall only.
 
 The gate (`gate=True`, what `aitm run` uses) is on the overall slice only:
 each tower's AUC must reach its floor (`min_auc`) and must not be more than
@@ -37,8 +39,6 @@ from models.funnel_metrics import funnel_metric_config
 from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC
 from models.signatures import TRANSFORM_SIGNATURE
 
-# Raw columns to slice by, when the config has them.
-SLICE_FEATURES: Sequence[str] = ("pid", "age_level", "new_user_class_level", "shopping_level")
 CANDIDATE, BASELINE = "candidate", "baseline"
 # TFMA only calls the models' signatures. Left unset, it loads each model as Keras
 # twice (once to find its type, once to run it), rebuilding every layer from its
@@ -112,10 +112,9 @@ def thresholds_from_flags(config: PipelineConfig, flag: str,
 
 
 def slice_features(config: PipelineConfig) -> List[str]:
-  """The features sliced on, in order: the raw SLICE_FEATURES the config has, then the
+  """The features sliced on, in order: the config's slice_fields, then the
   Transform-computed ones."""
-  raw = [name for name in SLICE_FEATURES if name in config.feature_columns]
-  return raw + list(preprocessing.derived_features(config))
+  return list(config.slice_fields) + list(preprocessing.derived_features(config))
 
 
 def _auc_gate(floor: float, max_drop: float) -> config_pb2.MetricConfig:

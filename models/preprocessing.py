@@ -21,11 +21,11 @@ because any of them may be missing at serving time.
 Derived features (`derived_features(config)`), for slicing the evaluation,
 not read by the model unless the config's feature groups name them:
 
-* `user_activity` (when the config has a `user_id` column): int64 `[batch]`,
-  the user's number of impressions in the Transform analysis data (the train
-  split), bucketed by ACTIVITY_EDGES = (1, 5, 20, 100): 0 = none (a user the
-  train split hasn't seen, or no user id), 1 = 1-4, 2 = 5-19, 3 = 20-99,
-  4 = 100 or more.
+* `user_activity` (when the config names a `data_config.user_id_field`, our
+  extension): int64 `[batch]`, the user's number of impressions in the
+  Transform analysis data (the train split), bucketed by ACTIVITY_EDGES =
+  (1, 5, 20, 100): 0 = none (a user the train split hasn't seen, or no user
+  id), 1 = 1-4, 2 = 5-19, 3 = 20-99, 4 = 100 or more.
 """
 
 from typing import Tuple
@@ -40,7 +40,6 @@ MISSING = "<missing>"
 # Transform(custom_config={CONFIG_KEY: config.transform_text()})
 CONFIG_KEY = "config"
 
-USER_COLUMN = "user_id"
 ACTIVITY_FEATURE = "user_activity"
 # Impressions in the analysis data at which a user enters the next activity level.
 ACTIVITY_EDGES = (1, 5, 20, 100)
@@ -121,7 +120,7 @@ def encode_feature(feature: Feature, raw, column_type: ColumnType):
 
 def derived_features(config) -> Tuple[str, ...]:
   """The Transform outputs computed for slicing rather than from a feature's config."""
-  return (ACTIVITY_FEATURE,) if USER_COLUMN in config.column_types else ()
+  return (ACTIVITY_FEATURE,) if config.user_id_field else ()
 
 
 def _impression_counts(keys, vocabulary_path):
@@ -164,8 +163,8 @@ def derived_outputs(inputs, config):
   """The derived features (module docstring), computed from the analysis data."""
   outputs = {}
   if ACTIVITY_FEATURE in derived_features(config):
-    outputs[ACTIVITY_FEATURE] = user_activity(inputs[USER_COLUMN],
-                                              config.column_types[USER_COLUMN])
+    column = config.user_id_field
+    outputs[ACTIVITY_FEATURE] = user_activity(inputs[column], config.column_types[column])
   return outputs
 
 

@@ -11,6 +11,7 @@ from datagen import taobao
 from models.backbone import build_model, model_features
 from models.config import load_config, parse_config
 from models.features import ColumnType
+from models.layer_registry import LAYER_KINDS
 from models.preprocessing import embedding_rows, transform_features
 from models.trainer import compile_model
 from models.training import TrainingConfig
@@ -95,6 +96,17 @@ def test_every_architecture_gives_probabilities_keyed_by_tower(name, tasks):
   assert list(out) == tasks
   for p in out.values():
     assert p.shape == (64, 1) and np.all((p.numpy() >= 0) & (p.numpy() <= 1))
+
+
+@pytest.mark.parametrize("name", ["aitm_taobao.config", "mmoe.config", "ple.config"])
+def test_each_block_is_the_layer_its_kind_registers(name):
+  """(These three configs build every kind the product ships: MLP, AITMTower, FM,
+  MMoE, PLE.)"""
+  config = _config(name)
+  model = _model(config)
+  for block in config.proto.model_config.backbone.blocks:
+    kind = LAYER_KINDS[block.keras_layer.class_name]
+    assert type(model.get_layer(block.name)) is kind.layer_class(), block.name
 
 
 def test_esmm_cvr_is_ctr_times_the_conditional_head():

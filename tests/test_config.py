@@ -4,6 +4,8 @@ before any work with the file, line and field named."""
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -144,6 +146,40 @@ def test_unknown_layer_and_wrong_params():
            r"block 'cvr_aitm': MLP takes its settings in 'mlp \{ \}', got aitm")
 
 
+@pytest.mark.parametrize("name, old, new, pattern", [
+    ("mmoe.config", "num_expert: 4", "num_expert: 0", r"block 'mmoe' needs num_expert >= 1"),
+    ("mmoe.config", "num_task: 2", "num_task: 0", r"block 'mmoe' needs num_task >= 1"),
+    ("ple.config", "num_task: 2", "num_task: 0", r"block 'ple' needs num_task >= 1"),
+    ("ple.config", "hidden_units: [256, 128]", "", r"block 'ple': the MLP needs hidden_units"),
+    ("aitm_taobao.config", "transfer_mlp { hidden_units: 128 ", "transfer_mlp { ",
+     r"block 'cvr_aitm': the MLP needs hidden_units"),
+])
+def test_layer_settings_the_registry_checks(name, old, new, pattern):
+  text = _text(name)
+  assert old in text
+  _refused(text.replace(old, new, 1), pattern)
+
+
+def test_every_layer_kind_has_its_own_params_field():
+  """A kind's settings are one KerasLayer field, and every such field is a kind's."""
+  from models.config import messages
+  from models.layer_registry import LAYER_KINDS
+  oneof = messages.message_class("KerasLayer").DESCRIPTOR.oneofs_by_name["params"]
+  assert sorted(kind.params for kind in LAYER_KINDS.values()) == sorted(
+      field.name for field in oneof.fields)
+
+
+def test_checking_a_config_does_not_load_tensorflow():
+  code = (f"import sys; from models.config import load_config; "
+          f"load_config({configs.CONFIG_PATH!r}); "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        cwd=configs.PROJECT_DIR, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=configs.PROJECT_DIR))
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.strip() == "[]"
+
+
 def test_aitm_tower_needs_a_list_of_two_inputs():
   text = _text().replace("merge_inputs_into_list: true\n", "")
   _refused(text, r"AITMTower block 'cvr_aitm' takes the current tower then the preceding ones")
@@ -160,6 +196,30 @@ def test_feature_and_label_references():
            r"IdFeature 'price' needs exactly one of hash_bucket_size, num_buckets")
   _refused(_text().replace('input_name: "clk" input_type: INT32', 'input_name: "clk" input_type: STRING'),
            r"label_fields: 'clk' must be an INT32/INT64 input field")
+
+
+@pytest.mark.parametrize("old, new, pattern", [
+    ('"pid", "age_level"', '"pid", "age"', r"slice_fields: 'age' is not one of "
+                                           r"data_config.input_fields"),
+    ('"pid", "age_level"', '"pid", "clk"', r"slice_fields: 'clk' is a label, not an input"),
+    ('"pid", "age_level"', '"pid", "pid"', r"slice_fields: 'pid' is listed twice"),
+    ('user_id_field: "user_id"', 'user_id_field: "uid"',
+     r"user_id_field: 'uid' is not one of data_config.input_fields"),
+    ('user_id_field: "user_id"', 'user_id_field: "buy"',
+     r"user_id_field: 'buy' is a label, not an input"),
+])
+def test_slice_and_user_fields_name_input_fields(old, new, pattern):
+  text = _text().replace(old, new, 1)
+  line = _line_of(text, new)
+  _refused(text, rf"bad\.config:{line}: " + pattern)
+
+
+def test_slice_and_user_fields_are_read_in_order():
+  config = load_config(configs.CONFIG_PATH)
+  assert config.slice_fields == ("pid", "age_level", "new_user_class_level", "shopping_level")
+  assert config.user_id_field == "user_id"
+  reference = load_config(REFERENCE)
+  assert reference.slice_fields == () and reference.user_id_field is None
 
 
 def test_order_calibration_needs_a_preceding_tower():
@@ -182,6 +242,7 @@ def test_transform_text_keeps_only_what_transform_reads():
   assert data.features == tuple(dataclasses.replace(f, embedding_dim=0) for f in config.features)
   assert all(f.embedding_dim > 0 for f in config.features if f.encoding is not Encoding.RAW)
   assert data.columns == config.columns and data.labels == config.labels
+  assert data.user_id_field == "user_id"  # Transform computes user_activity from it
 
 
 def test_a_model_only_change_leaves_what_example_gen_and_transform_read_unchanged():

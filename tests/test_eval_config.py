@@ -75,10 +75,18 @@ def test_slices_overall_the_profile_columns_and_user_activity():
                   ["user_activity"]]
 
 
-def test_slices_skip_columns_the_config_lacks():
-  fake = types.SimpleNamespace(feature_columns=("pid", "age_level", "item"),
-                               column_types={"pid": None, "age_level": None, "item": None})
-  assert ec.slice_features(fake) == ["pid", "age_level"]  # no user_id: no activity
+def test_slices_are_the_configured_fields():
+  fake = types.SimpleNamespace(slice_fields=("pid", "age_level"), user_id_field=None)
+  assert ec.slice_features(fake) == ["pid", "age_level"]  # no user_id_field: no activity
+
+
+def test_a_config_that_names_no_slices_is_evaluated_overall_only():
+  """EasyRec's own config has neither extension field (docs/config_extensions.md)."""
+  reference = load_config(os.path.join(configs.PROJECT_DIR, "configs",
+                                       "easyrec_aitm_on_taobao.config"))
+  eval_config = ec.make_eval_config(reference)
+  assert [list(s.feature_keys) for s in eval_config.slicing_specs] == [[]]
+  assert not eval_config.model_specs[0].preprocessing_function_names
 
 
 def test_candidate_computes_the_slice_features_and_a_baseline_is_declared():

@@ -9,7 +9,7 @@ rejected by the protobuf parser with its line and column.
 They are declared here in Python and built into a descriptor pool at import:
 the protobuf runtime parses and type-checks text format, and no `protoc`
 step or generated `_pb2` module is needed. Fields marked "extension" are
-ours, not EasyRec's; docs/configs.md lists them.
+ours, not EasyRec's; docs/config_extensions.md lists them.
 """
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -99,6 +99,9 @@ MESSAGES = {
     "EvalConfig": [
         ("rep", "EvalMetrics", "metrics_set"),
         ("opt", "uint32", "num_examples"),
+        # extension: input fields the evaluation is sliced by, in this order: metrics
+        # for each of their values besides the overall ones (models/eval_config.py).
+        ("rep", "string", "slice_fields"),
     ],
     # --- data ---------------------------------------------------------------
     "DatasetConfig": [
@@ -111,6 +114,10 @@ MESSAGES = {
         ("opt", "uint32", "num_epochs"),
         ("opt", "bool", "shuffle", "true"),
         ("opt", "uint32", "shuffle_buffer_size", "32"),
+        # extension: the input field holding the user id. Transform then computes
+        # `user_activity`, the user's impressions in the train split bucketed
+        # (models/preprocessing.py), and the evaluation is sliced by it too.
+        ("opt", "string", "user_id_field"),
     ],
     "Field": [
         ("opt", "string", "input_name"),
@@ -172,6 +179,7 @@ MESSAGES = {
         ("opt", "string", "block_name", None, "name"),
         ("opt", "string", "input_slice"),
     ],
+    # One `params` field per layer kind, the settings of its models/layer_registry.py entry.
     "KerasLayer": [
         ("opt", "string", "class_name"),
         ("opt", "MLP", "mlp", None, "params"),

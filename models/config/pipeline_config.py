@@ -2,10 +2,11 @@
 
 `load_config(path)` parses protobuf text format against `messages` (unknown
 fields and wrong types fail there, with line and column), then checks what
-the parser can't: names that must exist, the backbone DAG, towers against
-output blocks, losses against towers. Every error is a `ConfigError` naming
-the file, the line and the field. Nothing here imports TensorFlow, so a bad
-config is refused before any work starts.
+the parser can't: names that must exist (features' and slices' input fields
+among them), the backbone DAG, towers against output blocks, losses against
+towers. Every error is a `ConfigError` naming the file, the line and the
+field. Nothing here imports TensorFlow, so a bad config is refused before any
+work starts.
 """
 
 import dataclasses
@@ -17,11 +18,7 @@ from google.protobuf import text_format
 
 from models.config import messages
 from models.features import Column, ColumnType, Encoding, Feature
-
-# keras_layer.class_name -> the params field it takes (models.backbone builds them).
-LAYER_PARAMS = {"MLP": "mlp", "AITMTower": "aitm", "MMoE": "mmoe", "PLE": "ple", "FM": "fm"}
-# Layers that return one output per task; a consumer picks one with input_slice "[i]".
-MULTI_OUTPUT_LAYERS = ("MMoE", "PLE")
+from models.layer_registry import LAYER_KINDS
 
 _FIELD_TYPES = {
     "INT32": ColumnType.INT, "INT64": ColumnType.INT, "STRING": ColumnType.STRING,
@@ -69,6 +66,16 @@ class PipelineConfig:
   @property
   def task_labels(self) -> Dict[str, str]:
     return {t.name: t.label for t in self.tasks}
+
+  @property
+  def slice_fields(self) -> Tuple[str, ...]:
+    """Raw columns the evaluation is sliced by (eval_config.slice_fields), in order."""
+    return tuple(self.proto.eval_config.slice_fields)
+
+  @property
+  def user_id_field(self) -> Optional[str]:
+    """The raw column holding the user id (data_config.user_id_field), if any."""
+    return self.proto.data_config.user_id_field or None
 
   def columns_text(self) -> str:
     """The config ExampleGen reads: data_config's columns and labels (parse_columns)."""
@@ -143,6 +150,7 @@ def parse_config(text: str, source: str = "<config>", require_model: bool = True
     if not proto.HasField("model_config"):
       raise ConfigError(f"{source}: model_config is missing")
     tasks = _check_model(proto.model_config, features, labels, where)
+  _check_evaluation(proto, columns, labels, where)
   _check_training(proto, where)
   return PipelineConfig(text=text, source=source, proto=proto, columns=columns,
                         labels=labels, features=features, tasks=tasks)
@@ -197,7 +205,17 @@ def _check_data(proto, where) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
                         "holding 0 or 1", label)
   if data.HasField("batch_size") and data.batch_size == 0:
     raise where.error("batch_size", "must be positive")
+  if data.user_id_field:
+    _check_input_field("user_id_field", data.user_id_field, types, data.label_fields, where)
   return tuple(columns), tuple(data.label_fields)
+
+
+def _check_input_field(field, name, types, labels, where):
+  """`name`, given in `field`, must be an input field and not a label."""
+  if name not in types:
+    raise where.error(field, f"'{name}' is not one of data_config.input_fields", name)
+  if name in labels:
+    raise where.error(field, f"'{name}' is a label, not an input", name)
 
 
 # --- feature_config -----------------------------------------------------------
@@ -346,50 +364,9 @@ def _check_backbone(backbone, groups, where) -> Dict[str, int]:
   for block in backbone.blocks:
     if not block.HasField("keras_layer"):
       raise where.error("name", f"block '{block.name}' needs a keras_layer", block.name)
-    layer = block.keras_layer
-    if layer.class_name not in LAYER_PARAMS:
-      raise where.error("class_name", f"block '{block.name}': unknown layer "
-                        f"'{layer.class_name}'; known: {sorted(LAYER_PARAMS)}",
-                        layer.class_name)
-    params = layer.WhichOneof("params")
-    if params != LAYER_PARAMS[layer.class_name]:
-      raise where.error("class_name", f"block '{block.name}': {layer.class_name} takes its "
-                        f"settings in '{LAYER_PARAMS[layer.class_name]} {{ }}', got "
-                        f"{params or 'none'}", layer.class_name)
-    if not block.inputs:
-      raise where.error("name", f"block '{block.name}' has no inputs", block.name)
-    for item in block.inputs:
-      source = item.WhichOneof("name")
-      if source is None:
-        raise where.error("inputs", f"block '{block.name}': an input names neither a "
-                          "feature_group_name nor a block_name")
-      value = getattr(item, source)
-      if source == "feature_group_name" and value not in groups:
-        raise where.error(source, f"block '{block.name}': no feature group '{value}'", value)
-      if source == "block_name" and value not in blocks:
-        raise where.error(source, f"block '{block.name}': no block '{value}'", value)
-      if item.input_slice and not re.fullmatch(r"\[\d+\]", item.input_slice):
-        raise where.error("input_slice", f"block '{block.name}': input_slice must look like "
-                          f"\"[0]\", got '{item.input_slice}'", item.input_slice)
-    if layer.class_name == "AITMTower":
-      if len(block.inputs) < 2 or not block.merge_inputs_into_list:
-        raise where.error("name", f"AITMTower block '{block.name}' takes the current tower "
-                          "then the preceding ones: two or more inputs and "
-                          "merge_inputs_into_list: true", block.name)
-    mlps = {"mlp": [layer.mlp], "aitm": [layer.aitm.transfer_mlp],
-            "mmoe": [layer.mmoe.expert_mlp], "ple": [layer.ple.expert_mlp], "fm": []}[params]
-    for mlp in mlps:
-      if not mlp.hidden_units:
-        raise where.error("hidden_units", f"block '{block.name}': the MLP needs hidden_units")
-    if layer.class_name in MULTI_OUTPUT_LAYERS:
-      settings = getattr(layer, params)
-      if settings.num_task < 1:
-        raise where.error("num_task", f"block '{block.name}' needs num_task >= 1")
-      if layer.class_name == "MMoE" and settings.num_expert < 1:
-        raise where.error("num_expert", f"block '{block.name}' needs num_expert >= 1")
-      arity[block.name] = int(settings.num_task)
-    else:
-      arity[block.name] = 1
+    kind = _layer_kind(block, where)
+    _check_inputs(block, blocks, groups, where)
+    arity[block.name] = _check_layer_settings(block, kind, where)
 
   order = topological_order(backbone)
   if order is None:
@@ -408,6 +385,57 @@ def _check_backbone(backbone, groups, where) -> Dict[str, int]:
                             f"{n} output(s), {item.input_slice} is out of range",
                             item.input_slice)
   return arity
+
+
+def _layer_kind(block, where):
+  """The registered kind of the block's keras_layer, with its settings in its field."""
+  layer = block.keras_layer
+  kind = LAYER_KINDS.get(layer.class_name)
+  if kind is None:
+    raise where.error("class_name", f"block '{block.name}': unknown layer "
+                      f"'{layer.class_name}'; known: {sorted(LAYER_KINDS)}",
+                      layer.class_name)
+  params = layer.WhichOneof("params")
+  if params != kind.params:
+    raise where.error("class_name", f"block '{block.name}': {layer.class_name} takes its "
+                      f"settings in '{kind.params} {{ }}', got {params or 'none'}",
+                      layer.class_name)
+  return kind
+
+
+def _check_inputs(block, blocks, groups, where):
+  if not block.inputs:
+    raise where.error("name", f"block '{block.name}' has no inputs", block.name)
+  for item in block.inputs:
+    source = item.WhichOneof("name")
+    if source is None:
+      raise where.error("inputs", f"block '{block.name}': an input names neither a "
+                        "feature_group_name nor a block_name")
+    value = getattr(item, source)
+    if source == "feature_group_name" and value not in groups:
+      raise where.error(source, f"block '{block.name}': no feature group '{value}'", value)
+    if source == "block_name" and value not in blocks:
+      raise where.error(source, f"block '{block.name}': no block '{value}'", value)
+    if item.input_slice and not re.fullmatch(r"\[\d+\]", item.input_slice):
+      raise where.error("input_slice", f"block '{block.name}': input_slice must look like "
+                        f"\"[0]\", got '{item.input_slice}'", item.input_slice)
+
+
+def _check_layer_settings(block, kind, where) -> int:
+  """What the layer kind asks of the block (models/layer_registry.py); returns its
+  number of outputs."""
+  if kind.input_list and (len(block.inputs) < 2 or not block.merge_inputs_into_list):
+    raise where.error("name", f"{kind.class_name} block '{block.name}' takes "
+                      f"{kind.input_list}: two or more inputs and "
+                      "merge_inputs_into_list: true", block.name)
+  settings = getattr(block.keras_layer, kind.params)
+  for mlp in kind.mlps(settings):
+    if not mlp.hidden_units:
+      raise where.error("hidden_units", f"block '{block.name}': the MLP needs hidden_units")
+  for field in kind.positive:
+    if getattr(settings, field) < 1:
+      raise where.error(field, f"block '{block.name}' needs {field} >= 1")
+  return kind.output_count(settings)
 
 
 def topological_order(backbone) -> Optional[List[str]]:
@@ -534,6 +562,18 @@ def _preceding(index, block, blocks, slots, names) -> Tuple[str, ...]:
     if first_preceding in owners and owners[first_preceding] in names[:index]:
       return (owners[first_preceding],)
   return (names[index - 1],) if index > 0 else ()
+
+
+# --- eval_config --------------------------------------------------------------
+
+def _check_evaluation(proto, columns, labels, where):
+  types = {c.name: c.type for c in columns}
+  seen = set()
+  for name in proto.eval_config.slice_fields:
+    _check_input_field("slice_fields", name, types, labels, where)
+    if name in seen:
+      raise where.error("slice_fields", f"'{name}' is listed twice", name)
+    seen.add(name)
 
 
 # --- train_config -------------------------------------------------------------
