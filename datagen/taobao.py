@@ -305,8 +305,12 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   return cols, truth
 
 
+# The file write_csv writes into its directory, and each span's.
+DATA_FILE = "data.csv"
+
+
 def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
-              truth_path: Optional[str] = None, file_name: str = "data.csv",
+              truth_path: Optional[str] = None, file_name: str = DATA_FILE,
               with_cart: bool = False, repeats: Repeats = Repeats()) -> str:
   """Writes `out_dir/file_name` with a header; optionally the true probabilities
   (columns p_click[,p_cart],p_buy)."""
@@ -329,10 +333,21 @@ def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
 SPAN_DIR = "span-{}"
 # The numeric features (written as integers, never missing).
 _SHIFTABLE = ("price",)
+# The first span a shift changes: span 1 is the world before it.
+SHIFT_FROM_SPAN = 2
+
+
+def parse_shift(text: str) -> Tuple[str, float]:
+  """'FEATURE=FACTOR', e.g. 'price=3' -> write_spans' shift ('price', 3.0)."""
+  column, _, factor = text.partition("=")
+  try:
+    return column, float(factor)
+  except ValueError:
+    raise ValueError(f"{text!r}: write FEATURE=FACTOR, e.g. price=3") from None
 
 
 def write_spans(out_dir: str, rows: int, spans: int, seed: int = 0,
-                shift: Optional[Tuple[str, float]] = None, shift_from: int = 2,
+                shift: Optional[Tuple[str, float]] = None, shift_from: int = SHIFT_FROM_SPAN,
                 with_cart: bool = False, repeats: Repeats = Repeats()) -> List[str]:
   """Writes `out_dir/span-1/data.csv` .. `span-<spans>/data.csv`, `rows` each: the
   consecutive impressions of one world (one seed), as days of one site's logs.
@@ -359,7 +374,7 @@ def write_spans(out_dir: str, rows: int, spans: int, seed: int = 0,
       part[column] = shifted.astype(np.int64)
     directory = os.path.join(out_dir, SPAN_DIR.format(span))
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "data.csv")
+    path = os.path.join(directory, DATA_FILE)
     with open(path, "w", newline="") as f:
       writer = csv.writer(f)
       writer.writerow(header)

@@ -22,6 +22,9 @@ DEFAULT_COMPARE_ROOT = os.path.join(RUNS_DIR, "compare")
 # Rows of generated data when `aitm run` gets no --data: a few minutes on 2 cores.
 DEFAULT_ROWS = 50_000
 DEFAULT_SEED = 7
+# With --data holding span-N/ directories: the spans the Trainer reads, the newest
+# ingested up to this run's; 1 trains on this run's span alone.
+TRAIN_SPANS = 1
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_PATH = os.path.join(PROJECT_DIR, "schemas", "taobao_raw.pbtxt")
@@ -40,6 +43,11 @@ BEAM_PIPELINE_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory"
                       "--direct_num_workers=1")
 # What `aitm compile-kfp` writes and `aitm schedule-kfp` reads, unless told otherwise.
 KFP_PACKAGE = "aitm_pipeline.yaml"
+# `aitm schedule-kfp`: the recurring run's cron (KFP's: 6 fields, seconds first; every
+# day at 03:00 in the KFP server's time zone), its experiment and its name.
+KFP_CRON = "0 0 3 * * *"
+KFP_EXPERIMENT = "aitm"
+KFP_RECURRING_RUN = "aitm-daily"
 # `aitm run` exits with this when the model was trained and evaluated but not blessed,
 # so nothing was pushed (0: pushed; 1: an error, nothing trained or pushed).
 EXIT_NOT_BLESSED = 3

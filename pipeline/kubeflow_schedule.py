@@ -14,9 +14,8 @@ KFP's cron has six fields, seconds first (robfig/cron): `0 0 3 * * *` is
 
 from typing import Dict, Optional
 
+from pipeline import configs
 from pipeline.kubeflow_runner import RUNTIME_PARAMETERS
-
-DAILY_AT_3 = "0 0 3 * * *"
 
 
 def check_cron(expression: str) -> str:
@@ -37,8 +36,9 @@ def package_parameters(package_path: str):
   return set(spec.root.input_definitions.parameters)
 
 
-def schedule(client, package_path: str, cron: str = DAILY_AT_3, experiment: str = "aitm",
-             name: str = "aitm-daily", params: Optional[Dict[str, str]] = None,
+def schedule(client, package_path: str, cron: str = configs.KFP_CRON,
+             experiment: str = configs.KFP_EXPERIMENT,
+             name: str = configs.KFP_RECURRING_RUN, params: Optional[Dict[str, str]] = None,
              namespace: Optional[str] = None, enable_caching: bool = True):
   """Creates the recurring run with `client` (a kfp.Client); returns what it returns."""
   cron = check_cron(cron)

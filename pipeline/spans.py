@@ -23,14 +23,15 @@ compiles only TFX's latest-artifact and latest-blessed-model strategies.
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 from tfx.proto import distribution_validator_pb2
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.label_blind_split import SPAN_DIR, examples_span
+from components.label_blind_split import SPAN_DIR, Split, examples_span
+from pipeline import configs
 
 PREVIOUS_SPAN_ID = "previous_span_statistics"
 SPAN_WINDOW_ID = "span_window"
@@ -64,6 +65,56 @@ def spans_in(data_root: str) -> List[int]:
     return []
   return sorted(int(m.group(1)) for m in map(SPAN_DIR.match, os.listdir(data_root))
                 if m and os.path.isdir(os.path.join(data_root, m.group(0))))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanReading:
+  """What a run reads of its data root: run_local's span and split arguments, and a
+  line saying which spans (None for plain CSV files)."""
+  arguments: Dict[str, Any]
+  summary: Optional[str] = None
+
+
+def span_reading(data_root: str, split: Split, span: Optional[int] = None,
+                 train_spans: Optional[int] = None, drift_check: bool = True,
+                 data_format: str = "csv") -> SpanReading:
+  """The spans a run reads of data_root (`span-N/` directories or plain CSV files) as
+  `aitm run --span/--train-spans/--split/--no-drift-check` ask; raises ValueError,
+  naming those flags, when data_root can't serve them."""
+  found = spans_in(data_root) if data_format == "csv" else []
+  if not found:
+    if span is not None or train_spans is not None or split.kind == "span":
+      raise ValueError(f"--span, --train-spans and --split span need --data with span-N/ "
+                       f"directories; {data_root} has none")
+    return SpanReading({"split": split})
+  if span is not None and span not in found:
+    raise ValueError(f"--span {span}: {data_root} has spans {', '.join(map(str, found))}")
+  if split.kind == "span":
+    return _split_by_span(data_root, found, span, train_spans)
+  train_spans = train_spans or configs.TRAIN_SPANS
+  read = span if span is not None else found[-1]
+  return SpanReading(
+      dict(spans=SpanSettings(span=span, train_spans=train_spans, drift_check=drift_check),
+           split=split),
+      f"{data_root}: spans {', '.join(map(str, found))}; reading span {read}"
+      + (f", training on the last {train_spans} ingested spans up to it"
+         if train_spans > 1 else ""))
+
+
+def _split_by_span(data_root: str, found: List[int], span: Optional[int],
+                   train_spans: Optional[int]) -> SpanReading:
+  """--split span: `span` evaluates (None: the newest), the `train_spans` spans before
+  it train (None: all of them)."""
+  evaluated = span if span is not None else found[-1]
+  earlier = [s for s in found if s < evaluated][-(train_spans or len(found)):]
+  if not earlier:
+    raise ValueError(f"--split span evaluates span {evaluated} on a model trained on the "
+                     f"spans before it, and {data_root} has none before it")
+  return SpanReading(
+      {"split": Split("span", span=span, train_spans=train_spans)},
+      f"{data_root}: spans {', '.join(map(str, found))}; split by span: span {evaluated} "
+      f"evaluates, span(s) {', '.join(map(str, earlier))} train (ExampleGen reads them all; "
+      "no drift check)")
 
 
 def _newest_per_span(artifacts, span_of=examples_span) -> Dict[int, object]:

@@ -28,10 +28,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from serving.defaults import (EXAMPLES_SIGNATURE, PREDICT_BATCH_SIZE, RAW_SIGNATURE,
+                              TIMEOUT_SECONDS)
 from serving.request_rows import (batches, check_columns, column_kinds, to_example,
                                   to_raw_columns)
 
-EXAMPLES_SIGNATURE, RAW_SIGNATURE = "serving_default", "serving_raw"
 _RETRIED = (grpc.StatusCode.UNAVAILABLE,)
 _STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
 
@@ -76,7 +77,7 @@ class ServingClient:
       to max_backoff.
   """
 
-  def __init__(self, target: str, model_name: str = "aitm", timeout: float = 10.0,
+  def __init__(self, target: str, model_name: str = "aitm", timeout: float = TIMEOUT_SECONDS,
                retries: int = 5, backoff: float = 0.1, max_backoff: float = 2.0,
                channel: Optional[grpc.Channel] = None):
     if timeout <= 0 or retries < 0 or backoff < 0:
@@ -197,7 +198,8 @@ class ServingClient:
 
   def predict(self, rows: Iterable[Mapping], signature: str = EXAMPLES_SIGNATURE,
               version: Optional[int] = None, label: Optional[str] = None,
-              batch_size: int = 256, source: str = "rows") -> Dict[str, np.ndarray]:
+              batch_size: int = PREDICT_BATCH_SIZE,
+              source: str = "rows") -> Dict[str, np.ndarray]:
     """Per-task probabilities for rows of raw features, in row order.
 
     `signature`: serving_default (tf.Examples) or serving_raw (a tensor per

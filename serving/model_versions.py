@@ -26,6 +26,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.defaults import LATEST_VERSIONS
+
 _SHARD = re.compile(r"variables\.data-(\d+)-of-(\d+)$")
 
 # (relative path, size, mtime in ns) of every file of a version directory.
@@ -35,7 +37,7 @@ Snapshot = FrozenSet[Tuple[str, int, int]]
 @dataclasses.dataclass(frozen=True)
 class VersionPolicy:
   """TF Serving's ServableVersionPolicy: `latest` N, `all`, or `specific` versions."""
-  latest: Optional[int] = 1
+  latest: Optional[int] = LATEST_VERSIONS
   specific: FrozenSet[int] = frozenset()
 
   @classmethod

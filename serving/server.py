@@ -39,12 +39,13 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from serving import defaults
 from serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENT_RPCS
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
                                     read_model_config_file, snapshot)
 
 _State = get_model_status_pb2.ModelVersionStatus.State
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = defaults.EXAMPLES_SIGNATURE
 
 
 class RequestError(Exception):
@@ -469,9 +470,10 @@ class LocalModelServer:
       server.stop()
   """
 
-  def __init__(self, sources: Optional[List[ModelSource]] = None, port: int = 8500,
-               host: str = "127.0.0.1",
-               poll_wait_seconds: float = 1.0, config_file: Optional[str] = None,
+  def __init__(self, sources: Optional[List[ModelSource]] = None, port: int = defaults.PORT,
+               host: str = defaults.HOST,
+               poll_wait_seconds: float = defaults.POLL_WAIT_SECONDS,
+               config_file: Optional[str] = None,
                max_workers: int = 16, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS, log=print):
     if poll_wait_seconds <= 0:

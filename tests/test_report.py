@@ -315,7 +315,8 @@ def test_report_on_a_run_without_evaluator_fails_naming_the_root(tmp_path):
   from ml_metadata.metadata_store import metadata_store
   from ml_metadata.proto import metadata_store_pb2
 
-  from cli.main import _report_after_run, main
+  from cli.commands.report import report_after_run
+  from cli.main import main
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
   metadata_store.MetadataStore(config)   # an empty store, as a run that failed early leaves
@@ -326,7 +327,7 @@ def test_report_on_a_run_without_evaluator_fails_naming_the_root(tmp_path):
                               "before the Evaluator?)")
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    _report_after_run(str(tmp_path), since=0.0, failed=True)
+    report_after_run(str(tmp_path), since=0.0, failed=True)
   assert out.getvalue().strip() == (
       "no report: the run stopped before the Evaluator finished, so no evaluation exists "
       f"for this run in {tmp_path}")
@@ -486,10 +487,10 @@ def test_screenshot_is_a_non_trivial_png(rendered):
 
 
 def test_run_ends_by_printing_the_report_path(pipeline_run):
-  from cli.main import _report_after_run
+  from cli.commands.report import report_after_run
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    _report_after_run(pipeline_run.pipeline_root, since=0.0)
+    report_after_run(pipeline_run.pipeline_root, since=0.0)
   path = os.path.join(os.path.abspath(pipeline_run.pipeline_root), "report.html")
   assert out.getvalue().strip().splitlines()[-1] == f"evaluation report: {path}"
   assert os.path.getsize(path) > 5000

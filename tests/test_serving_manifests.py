@@ -338,6 +338,7 @@ def test_kustomize_build_mounts_the_generated_config_map():
 
 
 def test_rollback_job_runs_aitm_rollback_on_the_models_claim():
+  from cli.commands import rollback
   from cli.main import build_parser
   from pipeline import configs
   job = _one("rollback-job.yaml", "Job")
@@ -346,7 +347,7 @@ def test_rollback_job_runs_aitm_rollback_on_the_models_claim():
   assert container["image"] == configs.KUBEFLOW_IMAGE   # the project image, as compiled
   assert container["command"] == ["aitm"]
   args = build_parser().parse_args(container["args"])   # the CLI accepts them as written
-  assert args.func.__name__ == "_rollback"
+  assert args.func is rollback.run
   # It acts on the directory TF Serving reads: <serving_dir>/<model_name> == base_path.
   mount, = container["volumeMounts"]
   assert mount["mountPath"] == args.serving_dir and not mount.get("readOnly")
