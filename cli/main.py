@@ -147,6 +147,7 @@ def _run(args):
   from datagen import taobao
   from models.eval_config import thresholds_from_flags
   from pipeline.local_runner import run_local
+  from report.run_summary import summarize
   try:
     min_auc = thresholds_from_flags(config, "--min-auc", args.min_auc)
     max_auc_drop = thresholds_from_flags(config, "--max-auc-drop", args.max_auc_drop)
@@ -177,13 +178,14 @@ def _run(args):
 
   start = time.time()
   try:
-    summary = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
-                        serving_dir=args.serving_dir, model_name=args.model_name,
-                        schema_path=args.schema, training=training, min_auc=min_auc,
-                        max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
-                        beam_pipeline_args=beam_args, data_format=args.data_format,
-                        keep_versions=args.keep_versions, warm_start=args.warm_start,
-                        **span_args)
+    metadata = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
+                         serving_dir=args.serving_dir, model_name=args.model_name,
+                         schema_path=args.schema, training=training, min_auc=min_auc,
+                         max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
+                         beam_pipeline_args=beam_args, data_format=args.data_format,
+                         keep_versions=args.keep_versions, warm_start=args.warm_start,
+                         **span_args)
+    summary = summarize(metadata, labels=config.labels)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     _report_after_run(args.pipeline_root, since=start, failed=True)
     _explain_failure(e)
@@ -232,7 +234,7 @@ def _compare(args):
     _check_schema(config, args.schema)
   training = _training_settings(args)
   beam_args = _beam_args(args, configs.BEAM_PIPELINE_ARGS)
-  from pipeline import compare
+  from report import compare
 
   if not os.path.isdir(args.data):
     sys.exit(f"error: --data {args.data} is not a directory of CSV files")

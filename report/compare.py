@@ -19,6 +19,7 @@ from models.config import PipelineConfig
 from models.trainer import SUMMARY_FILE
 from pipeline.configs import BEAM_PIPELINE_ARGS, SPLIT
 from pipeline.local_runner import run_local
+from report.run_summary import summarize
 
 PIPELINE_NAME = "aitm-compare"
 
@@ -52,10 +53,11 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
   scores = []
   for i, config in enumerate(configs, start=1):
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
-    summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
-                        pipeline_name=pipeline_name, training=training, push=False,
-                        evaluate=evaluate, beam_pipeline_args=beam_pipeline_args,
-                        split=split)
+    summary = summarize(
+        run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
+                  pipeline_name=pipeline_name, training=training, push=False,
+                  evaluate=evaluate, beam_pipeline_args=beam_pipeline_args, split=split),
+        labels=config.labels)
     for warning in summary.warnings:
       print(f"WARNING: {warning}", flush=True)
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:

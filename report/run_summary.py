@@ -1,36 +1,27 @@
-"""What a pipeline run produced, read back from ML Metadata and its artifacts."""
+"""`aitm run`'s summary: what a pipeline run produced, read back through report/'s
+readers of ML Metadata (report.metadata) and TFMA (report.evaluation), in a few lines."""
 
 import dataclasses
 import math
-import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import tensorflow_data_validation as tfdv
-import tensorflow_model_analysis as tfma
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
-from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
-
-from models.eval_config import BASELINE
 from models.evaluation_checks import evaluation_warnings, label_rates_from_statistics
+from models.gate_thresholds import BASELINE
+from report.evaluation import (OVERALL, MetricValues, Slice, Threshold, evaluated_tasks,
+                               failed_thresholds, load_eval_config, load_validation,
+                               read_metrics, slice_features, split_statistics, task_labels,
+                               task_metrics)
+from report.formatting import metric_label
+from report.metadata import RunRecord, blessed, custom_property, read_run
 
-_STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
-
-# Metric name -> the column heading of the summary's table, in table order.
-TABLE_METRICS = {
-    "auc": "AUC", "auc_precision_recall": "AUC-PR", "log_loss": "log loss",
-    "calibration": "calib.", "order_violation_rate": "violations",
-    "conditional_auc": "cond. AUC",
-}
-# How a reason names a metric.
-_METRIC_WORDS = {"auc": "AUC", "auc_precision_recall": "AUC-PR", "log_loss": "log loss"}
-
-# (model name, output name, metric name, is_diff) -> value
-MetricValues = Dict[Tuple[str, str, str, bool], float]
+# The metrics of the summary's table, in its column order.
+TABLE_METRICS = ("auc", "auc_precision_recall", "log_loss", "calibration",
+                 "order_violation_rate", "conditional_auc")
 
 
 @dataclasses.dataclass
 class RunSummary:
+  """What a pipeline run did and what its model scored, as `aitm run` prints it."""
   run_id: str
   component_states: Dict[str, str]          # node id -> COMPLETE / CACHED / FAILED ...
   component_seconds: Dict[str, float]        # node id -> wall time recorded in MLMD
@@ -51,6 +42,7 @@ class RunSummary:
   warnings: List[str] = dataclasses.field(default_factory=list)
 
   def table(self) -> str:
+    """The summary as the lines `aitm run` prints after the run."""
     lines = [f"{'rows read':<22}" + ", ".join(f"{s} {n:,}" for s, n in self.rows.items())]
     if self.label_rates:
       lines.append(f"{'label rates':<22}" + "; ".join(
@@ -81,7 +73,7 @@ def metrics_table(metrics: Dict[str, Dict[str, float]]) -> List[str]:
   if not metrics:
     return []
   columns = [name for name in TABLE_METRICS if any(name in m for m in metrics.values())]
-  lines = [f"{'eval, overall':<18}" + "".join(f"{TABLE_METRICS[c]:>11}" for c in columns)
+  lines = [f"{'eval, overall':<18}" + "".join(f"{metric_label(c, short=True):>11}" for c in columns)
            + f"{'examples':>11}"]
   for task, values in metrics.items():
     cells = []
@@ -99,165 +91,66 @@ def metrics_table(metrics: Dict[str, Dict[str, float]]) -> List[str]:
   return lines
 
 
-def _latest_run(store):
-  runs = store.get_contexts_by_type("pipeline_run")
-  if not runs:
-    raise RuntimeError("no pipeline run is recorded in this ML Metadata store")
-  return max(runs, key=lambda c: c.id)
-
-
-def _node_ids(store, executions) -> Dict[int, str]:
-  """execution id -> component id ('StatisticsGen'), from TFX's node contexts."""
-  node_type = store.get_context_type("node").id
-  found = {}
-  for execution in executions:
-    names = [c.name for c in store.get_contexts_by_execution(execution.id)
-             if c.type_id == node_type]
-    found[execution.id] = names[0].split(".", 1)[-1] if names else str(execution.id)
-  return found
-
-
-def _outputs(store, node_of: Dict[int, str]
-             ) -> Dict[Tuple[str, str], List[metadata_store_pb2.Artifact]]:
-  """(node id, artifact type) -> output artifacts, cached ones included.
-
-  An artifact can be the output of several nodes: the baseline resolver
-  outputs the Model a Trainer produced."""
-  events = store.get_events_by_execution_ids(list(node_of))
-  producers: Dict[int, List[str]] = {}
-  for e in events:
-    if e.type == metadata_store_pb2.Event.OUTPUT:
-      producers.setdefault(e.artifact_id, []).append(node_of[e.execution_id])
-  types = {t.id: t.name for t in store.get_artifact_types()}
-  found: Dict[Tuple[str, str], List[metadata_store_pb2.Artifact]] = {}
-  for artifact in store.get_artifacts_by_id(sorted(producers)):
-    for node in producers[artifact.id]:
-      found.setdefault((node, types[artifact.type_id]), []).append(artifact)
-  return found
-
-
-def _custom(artifact, key):
-  value = artifact.custom_properties.get(key)
-  if value is None:
-    return None
-  return value.int_value if value.HasField("int_value") else value.string_value
-
-
 def summarize(metadata_path: str, labels: Sequence[str] = ()) -> RunSummary:
   """Reads the newest pipeline run recorded in the SQLite ML Metadata at metadata_path.
   `labels`: the label columns, whose train and eval rates are compared (default: the
   evaluation's, when the run has one)."""
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(config)
-  run = _latest_run(store)
-  executions = store.get_executions_by_context(run.id)
-  node_of = _node_ids(store, executions)
-  states, seconds = {}, {}
-  for execution in sorted(executions, key=lambda e: e.id):
-    node = node_of[execution.id]
-    states[node] = _STATE_NAMES.get(execution.last_known_state,
-                                    str(execution.last_known_state))
-    seconds[node] = (execution.last_update_time_since_epoch
-                     - execution.create_time_since_epoch) / 1000
-  outputs = _outputs(store, node_of)
-
-  rows, statistics = {}, {}
-  for stats in outputs.get(("StatisticsGen", "ExampleStatistics"), [])[-1:]:
-    for split in ("train", "eval"):
-      path = os.path.join(stats.uri, f"Split-{split}", "FeatureStats.pb")
-      if os.path.exists(path):
-        statistics[split] = tfdv.load_stats_binary(path)
-        rows[split] = int(statistics[split].datasets[0].num_examples)
-
-  model_runs = outputs.get(("Trainer", "ModelRun"), [])[-1:]
-  blessing = outputs.get(("Evaluator", "ModelBlessing"), [])[-1:]
-  # No `blessed` property: the Evaluator had no thresholds (aitm compare).
-  blessed = (bool(_custom(blessing[0], "blessed"))
-             if blessing and "blessed" in blessing[0].custom_properties else None)
-  pushed_dir = None
-  for pushed in outputs.get(("Pusher", "PushedModel"), [])[-1:]:
-    if _custom(pushed, "pushed"):
-      pushed_dir = _custom(pushed, "pushed_destination")
-  summary = RunSummary(run.name, states, seconds, rows, {}, blessed, pushed_dir, None,
-                       model_runs[0].uri if model_runs else None)
-  for evaluation in outputs.get(("Evaluator", "ModelEvaluation"), [])[-1:]:
-    summary.evaluation_uri = evaluation.uri
-    by_slice = read_metrics(evaluation.uri)
-    overall = by_slice.get((), {})
-    tasks = evaluated_tasks(evaluation.uri)
-    summary.metrics = task_metrics(overall, order=tasks)
-    summary.auc = {task: m["auc"] for task, m in summary.metrics.items() if "auc" in m}
-    summary.baseline_auc = {task: m["auc"] for task, m in
-                            task_metrics(overall, BASELINE, tasks).items() if "auc" in m}
-    summary.slices = slice_counts(by_slice, _slice_order(evaluation.uri))
-    if blessed is False:
-      summary.not_blessed = not_blessed_reasons(evaluation.uri, overall)
-    task_labels = evaluated_labels(evaluation.uri)
-  else:
-    task_labels = {}
+  run = read_run(metadata_path)
+  statistics = _statistics(run)
+  model_run = run.output("Trainer", "ModelRun")
+  blessing = run.output("Evaluator", "ModelBlessing")
+  summary = RunSummary(
+      run.run_id, run.states, run.seconds,
+      {split: int(stats.datasets[0].num_examples) for split, stats in statistics.items()},
+      {}, blessed(blessing) if blessing is not None else None, _pushed_dir(run), None,
+      model_run.uri if model_run is not None else None)
+  evaluation = run.output("Evaluator", "ModelEvaluation")
+  labels_of = (_read_evaluation(summary, evaluation.uri)
+               if evaluation is not None else {})
   summary.label_rates = label_rates_from_statistics(
-      statistics, list(labels) or list(task_labels.values()))
-  summary.warnings = evaluation_warnings(summary.auc, task_labels, summary.label_rates)
+      statistics, list(labels) or list(labels_of.values()))
+  summary.warnings = evaluation_warnings(summary.auc, labels_of, summary.label_rates)
   return summary
 
 
-def evaluated_labels(evaluation_uri: str) -> Dict[str, str]:
-  """task -> its label column, from an evaluation's model spec, in funnel order."""
-  eval_config = load_eval_run(evaluation_uri)[0]
-  if not eval_config or not eval_config.model_specs:
-    return {}
-  keys = eval_config.model_specs[0].label_keys
-  return {task: keys[task] for task in evaluated_tasks(evaluation_uri) if task in keys}
+def _statistics(run: RunRecord) -> Dict[str, object]:
+  """split -> the run's StatisticsGen statistics of it; none without StatisticsGen."""
+  stats = run.output("StatisticsGen", "ExampleStatistics")
+  return split_statistics(stats.uri) if stats is not None else {}
 
 
-def read_metrics(evaluation_uri: str) -> Dict[tuple, MetricValues]:
-  """slice key (() overall, (('pid', '430548_1007'),) ...) -> the scalar metrics of every
-  model in the evaluation, keyed (model name, output name, metric name, is_diff).
-
-  Model names: '' when one model was evaluated, else 'candidate' and 'baseline'.
-  """
-  found: Dict[tuple, MetricValues] = {}
-  for record in tfma.load_metrics(evaluation_uri):
-    values = found.setdefault(tfma.slicer.deserialize_slice_key(record.slice_key), {})
-    for item in record.metric_keys_and_values:
-      if item.value.HasField("double_value"):
-        key = item.key
-        values[key.model_name, key.output_name, key.name, key.is_diff] = (
-            item.value.double_value.value)
-  return found
+def _pushed_dir(run: RunRecord) -> Optional[str]:
+  pushed = run.output("Pusher", "PushedModel")
+  if pushed is None or not custom_property(pushed, "pushed"):
+    return None
+  return custom_property(pushed, "pushed_destination")
 
 
-def evaluated_tasks(evaluation_uri: str) -> List[str]:
-  """The task towers of an evaluation in funnel order (its metrics specs' order)."""
-  eval_config = load_eval_run(evaluation_uri)[0]
-  tasks = []
-  for spec in eval_config.metrics_specs if eval_config else []:
-    tasks += [name for name in spec.output_names if name not in tasks]
-  return tasks
+def _read_evaluation(summary: RunSummary, evaluation_uri: str) -> Dict[str, str]:
+  """Fills in the summary's evaluation fields; returns task -> label column, in funnel
+  order."""
+  eval_config = load_eval_config(evaluation_uri)
+  by_slice = read_metrics(evaluation_uri)
+  overall = by_slice.get(OVERALL, {})
+  tasks = evaluated_tasks(eval_config)
+  summary.evaluation_uri = evaluation_uri
+  summary.metrics = task_metrics(overall, order=tasks)
+  summary.auc = _auc(summary.metrics)
+  summary.baseline_auc = _auc(task_metrics(overall, BASELINE, tasks))
+  summary.slices = slice_counts(by_slice, slice_features(eval_config))
+  if summary.blessed is False:
+    validation = load_validation(evaluation_uri)
+    if validation is not None:
+      summary.not_blessed = explain_validation(validation, overall, evaluation_uri)
+  labels = task_labels(eval_config)
+  return {task: labels[task] for task in tasks if task in labels}
 
 
-def _slice_order(evaluation_uri: str) -> List[str]:
-  """The single features an evaluation slices by, in its config's order."""
-  eval_config = load_eval_run(evaluation_uri)[0]
-  return [spec.feature_keys[0] for spec in (eval_config.slicing_specs if eval_config else [])
-          if len(spec.feature_keys) == 1]
+def _auc(metrics: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+  return {task: m["auc"] for task, m in metrics.items() if "auc" in m}
 
 
-def task_metrics(values: MetricValues, model: Optional[str] = None,
-                 order: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
-  """task -> metric name -> value, of the evaluated model (`model` None) or the named one;
-  tasks in `order` first, in that order."""
-  found: Dict[str, Dict[str, float]] = {task: {} for task in order}
-  for (model_name, task, name, is_diff), value in sorted(values.items()):
-    wanted = model_name != BASELINE if model is None else model_name == model
-    if task and wanted and not is_diff:
-      found.setdefault(task, {})[name] = value
-  return {task: values for task, values in found.items() if values}
-
-
-def slice_counts(by_slice: Dict[tuple, MetricValues], order: Sequence[str] = ()
+def slice_counts(by_slice: Dict[Slice, MetricValues], order: Sequence[str] = ()
                  ) -> Dict[str, int]:
   """Slice feature -> the number of its values that got metrics; `order` first."""
   counts: Dict[str, int] = {feature: 0 for feature in order}
@@ -267,27 +160,6 @@ def slice_counts(by_slice: Dict[tuple, MetricValues], order: Sequence[str] = ()
   return counts
 
 
-def overall_auc(evaluation_uri: str) -> Dict[str, float]:
-  """task -> AUC on the whole eval split, from a ModelEvaluation artifact."""
-  overall = read_metrics(evaluation_uri).get((), {})
-  return {task: m["auc"] for task, m in
-          task_metrics(overall, order=evaluated_tasks(evaluation_uri)).items() if "auc" in m}
-
-
-def _slice_words(slice_key) -> str:
-  return "" if not slice_key else " on " + ", ".join(f"{f}={v}" for f, v in slice_key)
-
-
-def not_blessed_reasons(evaluation_uri: str, overall: Optional[MetricValues] = None
-                        ) -> List[str]:
-  """Why TFMA's validation of an evaluation failed (see explain_validation); [] if it
-  passed. `overall`: its overall-slice metrics, when already read."""
-  result = tfma.load_validation_result(evaluation_uri)
-  if overall is None:
-    overall = read_metrics(evaluation_uri).get((), {})
-  return explain_validation(result, overall, evaluation_uri)
-
-
 def explain_validation(result, overall: MetricValues, where_to_look: str = "") -> List[str]:
   """A TFMA ValidationResult in plain words, one line per failing task and metric, e.g.
   "not blessed: cvr AUC 0.512 is 0.171 below the serving model's 0.683 (allowed drop
@@ -295,37 +167,7 @@ def explain_validation(result, overall: MetricValues, where_to_look: str = "") -
   candidate's and the baseline's values a change threshold compares."""
   if result.validation_ok:
     return []
-  reasons = []
-  for per_slice in result.metric_validations_per_slice:
-    where = _slice_words(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
-    for failure in per_slice.failures:
-      key, threshold = failure.metric_key, failure.metric_threshold
-      what = f"{key.output_name} {_METRIC_WORDS.get(key.name, key.name)}"
-      value = failure.metric_value.double_value.value
-      if key.is_diff and threshold.HasField("change_threshold"):
-        change = threshold.change_threshold
-        candidate = next((v for (m, o, n, d), v in overall.items()
-                          if m != BASELINE and o == key.output_name and n == key.name
-                          and not d), math.nan)
-        baseline = overall.get((BASELINE, key.output_name, key.name, False), math.nan)
-        if change.HasField("absolute"):
-          allowed = abs(change.absolute.value)
-          worse = "below" if value < 0 else "above"
-          reasons.append(f"not blessed: {what} {candidate:.3f}{where} is {abs(value):.3f} "
-                         f"{worse} the serving model's {baseline:.3f} (allowed drop "
-                         f"{allowed:.3f})")
-          continue
-      elif threshold.HasField("value_threshold"):
-        bounds = threshold.value_threshold
-        if bounds.HasField("lower_bound") and value < bounds.lower_bound.value:
-          reasons.append(f"not blessed: {what} {value:.3f}{where} is below the floor "
-                         f"{bounds.lower_bound.value:g}")
-          continue
-        if bounds.HasField("upper_bound") and value > bounds.upper_bound.value:
-          reasons.append(f"not blessed: {what} {value:.3f}{where} is above the ceiling "
-                         f"{bounds.upper_bound.value:g}")
-          continue
-      reasons.append(f"not blessed: {what}{where}: {failure.message}")
+  reasons = [_failure_words(failure, overall) for failure in failed_thresholds(result)]
   for missing in result.missing_slices:
     reasons.append("not blessed: no examples in the gated slice "
                    + (", ".join(missing.feature_keys) or "overall"))
@@ -335,3 +177,24 @@ def explain_validation(result, overall: MetricValues, where_to_look: str = "") -
     reasons.append("not blessed: TFMA's validation failed without naming a metric"
                    + (f" (see {where_to_look})" if where_to_look else ""))
   return reasons
+
+
+def _failure_words(failure: Threshold, overall: MetricValues) -> str:
+  """One failed threshold as a line of the summary."""
+  what = f"{failure.task} {metric_label(failure.metric)}"
+  where = ("" if not failure.slice else
+           " on " + ", ".join(f"{f}={v}" for f, v in failure.slice))
+  value, limit = failure.value, failure.limit
+  if limit is None or value is None:
+    return f"not blessed: {what}{where}: {failure.message}"
+  if failure.kind == "change":
+    candidate = next((v for (m, o, n, d), v in overall.items()
+                      if m != BASELINE and o == failure.task and n == failure.metric
+                      and not d), math.nan)
+    baseline = overall.get((BASELINE, failure.task, failure.metric, False), math.nan)
+    worse = "below" if value < 0 else "above"
+    return (f"not blessed: {what} {candidate:.3f}{where} is {abs(value):.3f} {worse} the "
+            f"serving model's {baseline:.3f} (allowed drop {limit:.3f})")
+  if value < limit:
+    return f"not blessed: {what} {value:.3f}{where} is below the floor {limit:g}"
+  return f"not blessed: {what} {value:.3f}{where} is above the ceiling {limit:g}"

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from models.config import load_config
-from pipeline import compare, configs
+from pipeline import configs
+from report import compare
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +20,7 @@ def compared(pipeline_run):
   scores = compare.compare(peers, data_root=pipeline_run.data_dir,
                            pipeline_root=pipeline_run.pipeline_root,
                            pipeline_name=configs.PIPELINE_NAME, training={"max_epochs": 1})
-  from pipeline.run_summary import summarize
+  from report.run_summary import summarize
   last = summarize(os.path.join(pipeline_run.pipeline_root, "metadata.sqlite"))
   return scores, last
 
