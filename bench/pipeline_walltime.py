@@ -40,9 +40,10 @@ def _until_transform(config, data_dir, root, beam_args):
   """ExampleGen .. Transform only: the Beam-powered stages before training."""
   from tfx import v1 as tfx
 
-  from pipeline.local_runner import _own_argv_only, component_progress, metadata_path
+  from pipeline.configs import metadata_path
+  from pipeline.local_runner import _own_argv_only, component_progress
   from pipeline.pipeline import Extent, create_pipeline
-  from pipeline.run_summary import summarize
+  from report.run_summary import summarize
 
   pipeline_root = os.path.join(root, "pipeline")
   pipeline = create_pipeline(
@@ -60,6 +61,7 @@ def _run(config, data_dir, work, workers, until):
   from pipeline import beam_options
   from pipeline.local_runner import run_local
   from models.trainer import SUMMARY_FILE
+  from report.run_summary import summarize
 
   root = tempfile.mkdtemp(prefix=f"run-{workers}w-", dir=work)
   # Beam's worker processes import the project's modules (the CSV parser,
@@ -72,10 +74,12 @@ def _run(config, data_dir, work, workers, until):
     if until == "transform":
       summary = _until_transform(config, data_dir, root, beam_options.direct(workers))
     else:
-      summary = run_local(config=config, data_root=data_dir,
-                          pipeline_root=os.path.join(root, "pipeline"),
-                          serving_dir=os.path.join(root, "serving"), enable_cache=False,
-                          beam_pipeline_args=beam_options.direct(workers))
+      summary = summarize(
+          run_local(config=config, data_root=data_dir,
+                    pipeline_root=os.path.join(root, "pipeline"),
+                    serving_dir=os.path.join(root, "serving"), enable_cache=False,
+                    beam_pipeline_args=beam_options.direct(workers)),
+          labels=config.labels)
       with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
         trained = json.load(f)
     total = time.time() - start

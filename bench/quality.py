@@ -97,23 +97,12 @@ def _score_saved_model(model_dir, config, test_cols, n):
 
 
 def _latest_trainer_model(pipeline_root) -> str:
-  """The SavedModel directory of the newest Trainer execution (cached or not) in
-  the pipeline root's ML Metadata."""
-  from ml_metadata.metadata_store import metadata_store
-  from ml_metadata.proto import metadata_store_pb2
-  from pipeline.local_runner import metadata_path
-
-  connection = metadata_store_pb2.ConnectionConfig()
-  connection.sqlite.filename_uri = metadata_path(pipeline_root)
-  store = metadata_store.MetadataStore(connection)
-  trainers = [e for t in store.get_execution_types() if t.name.endswith(".Trainer")
-              for e in store.get_executions_by_type(t.name)]
-  latest = max(trainers, key=lambda e: e.id)
-  outputs = [e.artifact_id for e in store.get_events_by_execution_ids([latest.id])
-             if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
-  model_type = store.get_artifact_type("Model").id
-  models = [a for a in store.get_artifacts_by_id(outputs) if a.type_id == model_type]
-  return os.path.join(models[0].uri, "Format-Serving")
+  """The SavedModel directory of the Trainer (cached or not) of the pipeline root's
+  latest run, as ML Metadata recorded it."""
+  from pipeline.configs import metadata_path
+  from report.metadata import read_run
+  model = read_run(metadata_path(pipeline_root)).output("Trainer", "Model")
+  return os.path.join(model.uri, "Format-Serving")
 
 
 def _read_split(examples_uri, split, columns, kinds):
@@ -265,7 +254,7 @@ def run_seed(args, seed, configs, work):
   from datagen import taobao
   from models.features import ColumnType
   from pipeline import configs as pipeline_configs
-  from pipeline.compare import compare
+  from report.compare import compare
 
   first = configs[0]
   tasks = {t.name: t.label for t in first.tasks}

@@ -84,7 +84,8 @@ def _transform(data_dir, span, root, config):
   """ExampleGen .. Transform on one span; (transformed examples dir, transform graph dir)."""
   from tfx import v1 as tfx
 
-  from pipeline.local_runner import _own_argv_only, component_progress, metadata_path
+  from pipeline.configs import metadata_path
+  from pipeline.local_runner import _own_argv_only, component_progress
   from pipeline.pipeline import Extent, create_pipeline
   from pipeline.spans import SpanSettings
 

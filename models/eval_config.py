@@ -36,10 +36,9 @@ from tensorflow_model_analysis.proto import config_pb2
 from models import preprocessing
 from models.config import PipelineConfig
 from models.funnel_metrics import funnel_metric_config
-from models.gate_thresholds import DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC
+from models.gate_thresholds import BASELINE, CANDIDATE, DEFAULT_MAX_AUC_DROP, DEFAULT_MIN_AUC
 from models.signatures import TRANSFORM_SIGNATURE
 
-CANDIDATE, BASELINE = "candidate", "baseline"
 # TFMA only calls the models' signatures. Left unset, it loads each model as Keras
 # twice (once to find its type, once to run it), rebuilding every layer from its
 # config; as a plain SavedModel it loads once. Evaluator with a baseline on a 20k-row

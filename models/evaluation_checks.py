@@ -7,7 +7,7 @@ about the model: a split that reads the labels puts the clicked copies of a
 repeated impression on one side and the unclicked ones on the other, so what
 the model learns is wrong in eval, and the eval AUC falls below 0.5 as it
 learns. The run summary and the report print these warnings above the
-numbers (pipeline/run_summary.py, report/).
+numbers (report/run_summary.py, report/html.py).
 """
 
 import math

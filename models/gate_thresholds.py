@@ -1,4 +1,5 @@
-"""The blessing gate's default thresholds (models/eval_config.py builds the gate).
+"""The blessing gate's default thresholds and the names of the models it compares
+(models/eval_config.py builds the gate; report/ reads its outcome).
 
 Plain constants, so the command line states them without loading TFMA.
 """
@@ -7,3 +8,5 @@ Plain constants, so the command line states them without loading TFMA.
 DEFAULT_MIN_AUC = 0.55
 # ... and may be at most this much below the baseline's (absolute AUC).
 DEFAULT_MAX_AUC_DROP = 0.01
+# The EvalConfig's model specs: the model just trained and the latest blessed one.
+CANDIDATE, BASELINE = "candidate", "baseline"

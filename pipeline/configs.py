@@ -54,3 +54,8 @@ EXIT_NOT_BLESSED = 3
 # The image kubeflow/Dockerfile builds (`docker build -f kubeflow/Dockerfile -t
 # aitm-tfx:0.1.0 .`, then push it to your registry): the Kubeflow steps' default.
 KUBEFLOW_IMAGE = "aitm-tfx:0.1.0"
+
+
+def metadata_path(pipeline_root: str) -> str:
+  """The SQLite ML Metadata store that records the runs under `pipeline_root`."""
+  return os.path.join(pipeline_root, "metadata.sqlite")

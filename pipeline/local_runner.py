@@ -15,13 +15,8 @@ from components.label_blind_split import Split
 from models.config import PipelineConfig
 from pipeline import configs
 from pipeline.pipeline import Extent, create_pipeline
-from pipeline.run_summary import RunSummary, summarize
 from pipeline.schema_check import check_schema
 from pipeline.spans import SpanSettings
-
-
-def metadata_path(pipeline_root: str) -> str:
-  return os.path.join(pipeline_root, "metadata.sqlite")
 
 
 class _ComponentProgress(logging.Handler):
@@ -151,8 +146,10 @@ def run_local(
     spans: Optional[SpanSettings] = None,
     warm_start: bool = configs.WARM_START,
     split: Split = configs.SPLIT,
-) -> RunSummary:
-  """Runs the whole pipeline; raises on failure (nothing is pushed then).
+) -> str:
+  """Runs the whole pipeline; raises on failure (nothing is pushed then). Returns the
+  path of the SQLite ML Metadata store that recorded the run, for
+  report.run_summary.summarize to read it back.
 
   `min_auc` / `max_auc_drop`: task -> AUC floor / allowed AUC drop against the
   latest blessed model (models.eval_config defaults for tasks not listed). A
@@ -191,10 +188,10 @@ def run_local(
       warm_start=warm_start,
       split=split,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          metadata_path(pipeline_root)))
+          configs.metadata_path(pipeline_root)))
   try:
     with component_progress(), _own_argv_only():
       tfx.orchestration.LocalDagRunner().run(pipeline)
   finally:
     release_beam_shared_models()
-  return summarize(metadata_path(pipeline_root), labels=config.labels)
+  return configs.metadata_path(pipeline_root)

@@ -1,8 +1,9 @@
-"""What the page shows, as plain data classes, and reading it from TFMA's output.
+"""The one reader of TFMA's output, and what the page shows as plain data classes.
 
 `report_data` reads the evaluation an `EvaluationRecord` points at (`load_metrics`,
 `load_plots`, `load_validation_result`, the stored EvalConfig) and the Trainer's
-training_summary.json. TFMA is imported inside the functions that use it.
+training_summary.json; the run summary reads the same evaluation through `read_metrics`,
+`task_metrics` and `failed_thresholds`. TFMA is imported inside the functions that use it.
 
 Generic on purpose: every scalar metric the evaluation holds becomes a column, every slice
 a row, whatever the EvalConfig asks for. Metrics with an empty output name (computed on
@@ -12,14 +13,17 @@ all of the model's outputs, e.g. funnel metrics) get a task of their own.
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from models.evaluation_checks import evaluation_warnings, label_rates_from_statistics
+from models.gate_thresholds import BASELINE, CANDIDATE
 from report.metadata import EvaluationRecord
 
 # Slices are tuples of (feature, value); the whole eval split is the empty tuple.
 Slice = Tuple[Tuple[str, object], ...]
 OVERALL: Slice = ()
-CANDIDATE, BASELINE = "candidate", "baseline"
+# (model name, output name, metric name, is_diff) -> value
+MetricValues = Dict[Tuple[str, str, str, bool], float]
 
 # Plots the page draws, as TFMA stores them (CalibrationPlot / ConfusionMatrixPlot).
 # (lower, upper, examples, sum of labels, sum of predictions) per histogram bucket.
@@ -49,6 +53,10 @@ class Threshold:
   failed: bool = False
   value: Optional[float] = None               # the metric (or its change) when it failed
   skipped: bool = False                       # a change threshold with no baseline to compare
+  # A failed one's bound: the floor or ceiling the value crossed, or the allowed absolute
+  # change; None when TFMA's message alone says why.
+  limit: Optional[float] = None
+  message: str = ""                           # TFMA's own words for the failure
 
 
 @dataclasses.dataclass
@@ -135,6 +143,89 @@ def _metric_name(key) -> str:
   return name
 
 
+def _metric_entries(metrics):
+  """(slice, metric key, value) for every scalar metric of TFMA's MetricsForSlice
+  records; cross-slice comparisons are left out."""
+  for record in metrics:
+    if record.HasField("cross_slice_key"):
+      continue
+    slice_ = _slice_from_proto(record.slice_key)
+    for kv in record.metric_keys_and_values:
+      value = _scalar(kv.value)
+      if value is not None:
+        yield slice_, kv.key, value
+
+
+def read_metrics(evaluation_uri: str) -> Dict[Slice, MetricValues]:
+  """slice (() overall, (('pid', '430548_1007'),) ...) -> the scalar metrics of every
+  model in the evaluation, keyed (model name, output name, metric name, is_diff).
+
+  Model names: '' when one model was evaluated, else CANDIDATE and BASELINE.
+  """
+  import tensorflow_model_analysis as tfma
+  found: Dict[Slice, MetricValues] = {}
+  for slice_, key, value in _metric_entries(tfma.load_metrics(evaluation_uri)):
+    found.setdefault(slice_, {})[
+        key.model_name, key.output_name, _metric_name(key), key.is_diff] = value
+  return found
+
+
+def task_metrics(values: MetricValues, model: Optional[str] = None,
+                 order: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
+  """task -> metric name -> value, of the evaluated model (`model` None) or the named one;
+  tasks in `order` first, in that order."""
+  found: Dict[str, Dict[str, float]] = {task: {} for task in order}
+  for (model_name, task, name, is_diff), value in sorted(values.items()):
+    wanted = model_name != BASELINE if model is None else model_name == model
+    if task and wanted and not is_diff:
+      found.setdefault(task, {})[name] = value
+  return {task: values for task, values in found.items() if values}
+
+
+def load_eval_config(evaluation_uri: str):
+  """The EvalConfig stored with an evaluation (an empty one when there is none)."""
+  from tensorflow_model_analysis.proto import config_pb2
+  from tensorflow_model_analysis.writers import eval_config_writer
+  return eval_config_writer.load_eval_run(evaluation_uri)[0] or config_pb2.EvalConfig()
+
+
+def load_validation(evaluation_uri: str):
+  """TFMA's ValidationResult of an evaluation; None when nothing was validated."""
+  import tensorflow_model_analysis as tfma
+  try:
+    return tfma.load_validation_result(evaluation_uri)
+  except Exception:  # noqa: BLE001 - no (single) validations file: nothing was validated
+    return None
+
+
+def evaluated_tasks(eval_config) -> List[str]:
+  """The task towers of an evaluation in funnel order (its metrics specs' order)."""
+  tasks = []
+  for spec in eval_config.metrics_specs:
+    tasks += [name for name in spec.output_names if name not in tasks]
+  return tasks
+
+
+def task_labels(eval_config) -> Dict[str, str]:
+  """task -> its label column, from the evaluated (not the baseline) model's spec."""
+  labels = {}
+  for spec in eval_config.model_specs:
+    if not spec.is_baseline:
+      labels.update(spec.label_keys)
+  return labels
+
+
+def split_statistics(statistics_uri: str) -> Dict[str, object]:
+  """split (train, eval) -> StatisticsGen's DatasetFeatureStatisticsList of it."""
+  import tensorflow_data_validation as tfdv
+  statistics = {}
+  for split in ("train", "eval"):
+    path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+    if os.path.exists(path):
+      statistics[split] = tfdv.load_stats_binary(path)
+  return statistics
+
+
 def _roles(eval_config) -> Dict[str, str]:
   """model name in the metric keys -> candidate / baseline."""
   roles = {}
@@ -146,32 +237,22 @@ def _roles(eval_config) -> Dict[str, str]:
 def task_results(metrics, plots, eval_config) -> List[TaskResult]:
   """MetricsForSlice / PlotsForSlice protos -> one TaskResult per output name."""
   roles = _roles(eval_config)
-  order, labels = [], {}
-  for spec in eval_config.model_specs:
-    order.extend(sorted(spec.label_keys))
-    if not spec.is_baseline:
-      labels.update(spec.label_keys)
-  for spec in eval_config.metrics_specs:
-    order.extend(spec.output_names)
+  order = [task for spec in eval_config.model_specs for task in sorted(spec.label_keys)]
+  order += evaluated_tasks(eval_config)
+  labels = task_labels(eval_config)
   rows: Dict[str, Dict[Slice, SliceRow]] = {}
-  for record in metrics:
-    if record.HasField("cross_slice_key"):
+  for slice_, key, value in _metric_entries(metrics):
+    role = roles.get(key.model_name)
+    if role is None:
       continue
-    slice_ = _slice_from_proto(record.slice_key)
-    for kv in record.metric_keys_and_values:
-      value = _scalar(kv.value)
-      role = roles.get(kv.key.model_name)
-      if value is None or role is None:
-        continue
-      output = kv.key.output_name
-      row = rows.setdefault(output, {}).setdefault(slice_, SliceRow(slice_, {}))
-      name = _metric_name(kv.key)
-      if kv.key.is_diff:
-        row.diff[name] = value
-      elif role == BASELINE:
-        row.baseline[name] = value
-      else:
-        row.values[name] = value
+    row = rows.setdefault(key.output_name, {}).setdefault(slice_, SliceRow(slice_, {}))
+    name = _metric_name(key)
+    if key.is_diff:
+      row.diff[name] = value
+    elif role == BASELINE:
+      row.baseline[name] = value
+    else:
+      row.values[name] = value
   tasks = {name: TaskResult(name, [r for r in by_slice.values() if r.values],
                            labels.get(name, ""))
            for name, by_slice in rows.items()}
@@ -232,6 +313,38 @@ def _spec_slice(spec) -> Slice:
       sorted(spec.feature_values.items()))
 
 
+def failed_thresholds(validation) -> List[Threshold]:
+  """The thresholds a TFMA ValidationResult records as failed, in its order."""
+  failed = []
+  for per_slice in validation.metric_validations_per_slice:
+    slice_ = _slice_from_proto(per_slice.slice_key)
+    failed += [_failed_threshold(slice_, failure) for failure in per_slice.failures]
+  return failed
+
+
+def _failed_threshold(slice_: Slice, failure) -> Threshold:
+  key, value = failure.metric_key, _scalar(failure.metric_value)
+  if failure.metric_threshold.HasField("change_threshold"):
+    kind, threshold = "change", failure.metric_threshold.change_threshold
+    limit = abs(threshold.absolute.value) if threshold.HasField("absolute") else None
+  else:
+    kind, threshold = "value", failure.metric_threshold.value_threshold
+    limit = _crossed_bound(threshold, value)
+  return Threshold(key.output_name, key.name, slice_, kind, _rule(threshold), True, value,
+                   limit=limit, message=failure.message)
+
+
+def _crossed_bound(bounds, value: Optional[float]) -> Optional[float]:
+  """The lower or upper bound of a GenericValueThreshold that `value` is beyond."""
+  if value is None:
+    return None
+  if bounds.HasField("lower_bound") and value < bounds.lower_bound.value:
+    return bounds.lower_bound.value
+  if bounds.HasField("upper_bound") and value > bounds.upper_bound.value:
+    return bounds.upper_bound.value
+  return None
+
+
 def verdict(validation, eval_config, blessed: Optional[bool], has_baseline: bool,
             configured_config=None) -> Verdict:
   """What the Evaluator decided and why, from TFMA's ValidationResult and the EvalConfig.
@@ -246,17 +359,8 @@ def verdict(validation, eval_config, blessed: Optional[bool], has_baseline: bool
   failures = []
   if validation is not None:
     result.rubber_stamp = bool(validation.rubber_stamp)
-    for per_slice in validation.metric_validations_per_slice:
-      slice_ = _slice_from_proto(per_slice.slice_key)
-      for failure in per_slice.failures:
-        kind = "change" if failure.metric_threshold.HasField("change_threshold") else "value"
-        threshold = (failure.metric_threshold.change_threshold if kind == "change" else
-                     failure.metric_threshold.value_threshold)
-        failures.append(Threshold(failure.metric_key.output_name, failure.metric_key.name,
-                                  slice_, kind, _rule(threshold), True,
-                                  _scalar(failure.metric_value)))
-        if failure.message:
-          result.notes.append(failure.message)
+    failures = failed_thresholds(validation)
+    result.notes += [failure.message for failure in failures if failure.message]
     for spec in validation.missing_slices:
       result.notes.append(f"a threshold's slice had no examples: {_spec_slice(spec) or 'Overall'}")
     if validation.missing_thresholds:
@@ -314,7 +418,6 @@ def _configured_eval_config(text: Optional[str]):
 def _warnings(tasks: List[TaskResult], eval_config, statistics_uri: Optional[str]) -> List[str]:
   """The evaluation's warnings: an eval AUC below chance, train and eval label rates
   far apart (from the statistics of the evaluated examples, when ML Metadata has them)."""
-  from models.evaluation_checks import evaluation_warnings, label_rates_from_statistics
   auc = {}
   for task in tasks:
     overall = next((row for row in task.rows if row.slice == OVERALL), None)
@@ -323,13 +426,7 @@ def _warnings(tasks: List[TaskResult], eval_config, statistics_uri: Optional[str
   rates = {}
   labels = [task.label for task in tasks if task.label]
   if statistics_uri and labels:
-    import tensorflow_data_validation as tfdv
-    statistics = {}
-    for split in ("train", "eval"):
-      path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
-      if os.path.exists(path):
-        statistics[split] = tfdv.load_stats_binary(path)
-    rates = label_rates_from_statistics(statistics, labels)
+    rates = label_rates_from_statistics(split_statistics(statistics_uri), labels)
   return evaluation_warnings(auc, {task.name: task.label for task in tasks if task.label},
                              rates)
 
@@ -343,10 +440,7 @@ def report_data(record: EvaluationRecord) -> ReportData:
   eval_config, _, _, locations = eval_config_writer.load_eval_run(uri)
   roles = _roles(eval_config)
   location = {roles.get(name, CANDIDATE): path for name, path in (locations or {}).items()}
-  try:
-    validation = tfma.load_validation_result(uri)
-  except Exception:  # noqa: BLE001 - no (single) validations file: nothing was validated
-    validation = None
+  validation = load_validation(uri)
   has_baseline = bool(record.baseline_uri) or BASELINE in location
   tasks = task_results(tfma.load_metrics(uri), tfma.load_plots(uri), eval_config)
   baseline = (_model_info(record.baseline_uri or location.get(BASELINE),

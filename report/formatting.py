@@ -1,5 +1,5 @@
 """Metric names, values, slices and row order as the page writes them, in tables and
-charts alike."""
+charts alike; the run summary names its metrics here too."""
 
 import html
 import math
@@ -22,12 +22,21 @@ _LABELS = {
     "conditional_auc": "conditional AUC",
     "order_violation_rate": "order violations",
 }
+# Narrower names where the run summary's fixed-width columns need them.
+_SHORT_LABELS = {
+    "calibration": "calib.",
+    "order_violation_rate": "violations",
+    "conditional_auc": "cond. AUC",
+}
 _ORDER = list(_LABELS)
 _HIGHER_IS_BETTER = ("auc", "auc_precision_recall", "precision", "recall", "accuracy")
 _LOWER_IS_BETTER = ("binary_crossentropy", "loss", "violation", "error")
 
 
-def metric_label(metric: str) -> str:
+def metric_label(metric: str, short: bool = False) -> str:
+  """How a metric is named to a reader; `short`: in a column at most 10 wide."""
+  if short and metric in _SHORT_LABELS:
+    return _SHORT_LABELS[metric]
   return _LABELS.get(metric, metric)
 
 

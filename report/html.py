@@ -4,8 +4,8 @@ images or anything fetched."""
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-from report.evaluation import (BASELINE, CANDIDATE, ModelInfo, ReportData, TaskResult,
-                               Threshold)
+from models.gate_thresholds import BASELINE, CANDIDATE
+from report.evaluation import ModelInfo, ReportData, TaskResult, Threshold
 from report.formatting import (_e, change_class, format_value, metric_columns, metric_label,
                                slice_label, sort_rows, task_title)
 from report.svg import bar_metric, svg_calibration, svg_roc, svg_slice_bars

@@ -1,9 +1,12 @@
-"""Finding the evaluation in ML Metadata: the newest Evaluator execution that finished
-with a ModelEvaluation, and its model(s), blessing, Trainer ModelRun, pipeline and run."""
+"""The one reader of ML Metadata: what a pipeline run executed and produced
+(`read_run`), and the newest finished evaluation with its model(s), blessing, Trainer
+ModelRun, pipeline and run (`find_evaluation`)."""
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
+
+from pipeline.configs import metadata_path
 
 
 class NoEvaluation(Exception):
@@ -27,21 +30,102 @@ class EvaluationRecord:
   statistics_uri: Optional[str] = None        # StatisticsGen's output for the evaluated examples
 
 
-def metadata_path(pipeline_root: str) -> str:
-  return os.path.join(pipeline_root, "metadata.sqlite")
+@dataclasses.dataclass
+class RunRecord:
+  """One pipeline run as ML Metadata recorded it."""
+  run_id: str
+  states: Dict[str, str]                      # node id -> COMPLETE / CACHED / FAILED ...
+  seconds: Dict[str, float]                   # node id -> wall time of its execution
+  # (node id, artifact type) -> its output artifacts, cached ones included, oldest first
+  outputs: Dict[Tuple[str, str], List[object]]
+
+  def output(self, node: str, artifact_type: str):
+    """The newest `artifact_type` output of `node` in this run, or None."""
+    found = self.outputs.get((node, artifact_type))
+    return found[-1] if found else None
 
 
-def _store(pipeline_root: str):
+def open_store(path: str):
+  """The SQLite ML Metadata store at `path`, read-only."""
   from ml_metadata.metadata_store import metadata_store
   from ml_metadata.proto import metadata_store_pb2
-  path = metadata_path(pipeline_root)
-  if not os.path.exists(path):
-    raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}: it has no ML Metadata "
-                       f"store ({path}); run `aitm run --pipeline-root {pipeline_root}` first")
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = path
   config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
   return metadata_store.MetadataStore(config)
+
+
+def _store(pipeline_root: str):
+  path = metadata_path(pipeline_root)
+  if not os.path.exists(path):
+    raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}: it has no ML Metadata "
+                       f"store ({path}); run `aitm run --pipeline-root {pipeline_root}` first")
+  return open_store(path)
+
+
+def custom_property(artifact, key: str):
+  """An artifact's int or string custom property, or None when it has none."""
+  value = artifact.custom_properties.get(key)
+  if value is None:
+    return None
+  return value.int_value if value.HasField("int_value") else value.string_value
+
+
+def blessed(blessing) -> Optional[bool]:
+  """What a ModelBlessing says; None when it says nothing (an Evaluator without
+  thresholds: `aitm compare`)."""
+  value = custom_property(blessing, "blessed")
+  return None if value is None else bool(value)
+
+
+def read_run(path: str) -> RunRecord:
+  """The newest pipeline run recorded in the SQLite ML Metadata at `path`."""
+  from ml_metadata.proto import metadata_store_pb2
+  store = open_store(path)
+  runs = store.get_contexts_by_type("pipeline_run")
+  if not runs:
+    raise RuntimeError("no pipeline run is recorded in this ML Metadata store")
+  run = max(runs, key=lambda c: c.id)
+  executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+  node_of = _node_ids(store, executions)
+  state_names = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+  states, seconds = {}, {}
+  for execution in executions:
+    node = node_of[execution.id]
+    states[node] = state_names.get(execution.last_known_state,
+                                   str(execution.last_known_state))
+    seconds[node] = (execution.last_update_time_since_epoch
+                     - execution.create_time_since_epoch) / 1000
+  return RunRecord(run.name, states, seconds, _outputs(store, node_of))
+
+
+def _node_ids(store, executions) -> Dict[int, str]:
+  """execution id -> component id ('StatisticsGen'), from TFX's node contexts."""
+  node_type = store.get_context_type("node").id
+  found = {}
+  for execution in executions:
+    names = [c.name for c in store.get_contexts_by_execution(execution.id)
+             if c.type_id == node_type]
+    found[execution.id] = names[0].split(".", 1)[-1] if names else str(execution.id)
+  return found
+
+
+def _outputs(store, node_of: Dict[int, str]) -> Dict[Tuple[str, str], List[object]]:
+  """(node id, artifact type) -> output artifacts, cached ones included.
+
+  An artifact can be the output of several nodes: the baseline resolver
+  outputs the Model a Trainer produced."""
+  from ml_metadata.proto import metadata_store_pb2
+  producers: Dict[int, List[str]] = {}
+  for event in store.get_events_by_execution_ids(list(node_of)):
+    if event.type == metadata_store_pb2.Event.OUTPUT:
+      producers.setdefault(event.artifact_id, []).append(node_of[event.execution_id])
+  types = {t.id: t.name for t in store.get_artifact_types()}
+  found: Dict[Tuple[str, str], List[object]] = {}
+  for artifact in store.get_artifacts_by_id(sorted(producers)):
+    for node in producers[artifact.id]:
+      found.setdefault((node, types[artifact.type_id]), []).append(artifact)
+  return found
 
 
 def _key(event) -> str:
@@ -107,12 +191,9 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
     """The ModelRun written by the Trainer execution that produced this model."""
     return output_beside(model_id, metadata_store_pb2.Event.OUTPUT, "model_run")
 
-  blessed = None
+  is_blessed = None
   if "blessing" in outputs:
-    blessing, = store.get_artifacts_by_id([outputs["blessing"]])
-    value = blessing.custom_properties.get("blessed")
-    if value is not None:
-      blessed = bool(value.int_value)
+    is_blessed = blessed(store.get_artifacts_by_id([outputs["blessing"]])[0])
   pipeline_name, run_id = "", ""
   for context in store.get_contexts_by_execution(execution.id):
     kind = node_type.get(context.type_id)
@@ -129,7 +210,7 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
                     if evaluation.create_time_since_epoch else None),
       model_uri=uri(inputs.get("model")), baseline_uri=uri(inputs.get("baseline_model")),
       model_run_uri=model_run(inputs.get("model")),
-      baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=blessed,
+      baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=is_blessed,
       # The ExampleStatistics StatisticsGen computed from the evaluated examples.
       statistics_uri=output_beside(inputs.get("examples"), metadata_store_pb2.Event.INPUT,
                                    "statistics"))

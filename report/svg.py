@@ -3,8 +3,8 @@
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from report.evaluation import (BASELINE, CANDIDATE, CalibrationBucket, ConfusionPoint,
-                               SliceRow, TaskResult)
+from models.gate_thresholds import BASELINE, CANDIDATE
+from report.evaluation import CalibrationBucket, ConfusionPoint, SliceRow, TaskResult
 from report.formatting import (_e, format_value, is_count, metric_columns, metric_label,
                                slice_label, sort_rows, task_title)
 

@@ -45,6 +45,7 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
   from models.config import load_config
   from pipeline import configs
   from pipeline.local_runner import run_local
+  from report.run_summary import summarize
 
   root = tmp_path_factory.mktemp("e2e")
   data_dir = str(root / "data")
@@ -52,8 +53,8 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
   kwargs = dict(config=load_config(configs.CONFIG_PATH), data_root=data_dir,
                 pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"),
                 training=E2E_TRAINING)
-  first = run_local(**kwargs)
-  second = run_local(**kwargs)
+  first = summarize(run_local(**kwargs), labels=kwargs["config"].labels)
+  second = summarize(run_local(**kwargs), labels=kwargs["config"].labels)
   return PipelineRun(data_dir, kwargs["pipeline_root"], kwargs["serving_dir"], first, second)
 
 
@@ -73,6 +74,7 @@ def gate_runs(pipeline_run, tmp_path_factory) -> GateRuns:
   from models.config import load_config
   from pipeline import configs
   from pipeline.local_runner import run_local
+  from report.run_summary import summarize
 
   config = load_config(configs.CONFIG_PATH)
   root = tmp_path_factory.mktemp("gate")
@@ -80,12 +82,16 @@ def gate_runs(pipeline_run, tmp_path_factory) -> GateRuns:
                 pipeline_root=pipeline_run.pipeline_root)
   # Floors 0: only the change threshold can reject it.
   # One epoch: shuffled labels have nothing more to teach.
-  weak = run_local(training={**E2E_TRAINING, "shuffle_labels": True, "max_epochs": 1},
-                   min_auc={task: 0.0 for task in config.task_labels},
-                   serving_dir=str(root / "weak"), **kwargs)
+  weak = summarize(
+      run_local(training={**E2E_TRAINING, "shuffle_labels": True, "max_epochs": 1},
+                min_auc={task: 0.0 for task in config.task_labels},
+                serving_dir=str(root / "weak"), **kwargs),
+      labels=config.labels)
   # Changes nothing the model depends on, but the Trainer's inputs: no cache.
-  normal = run_local(training={**E2E_TRAINING, "log_every_steps": 49},
-                     serving_dir=str(root / "normal"), **kwargs)
+  normal = summarize(
+      run_local(training={**E2E_TRAINING, "log_every_steps": 49},
+                serving_dir=str(root / "normal"), **kwargs),
+      labels=config.labels)
   return GateRuns(str(root / "weak"), weak, str(root / "normal"), normal)
 
 

@@ -134,13 +134,19 @@ def test_run_exits_with_its_own_code_when_the_model_was_not_blessed(tmp_path, mo
   import pytest
   from cli import main as cli
   from pipeline import local_runner
-  from pipeline.run_summary import RunSummary
+  from report import run_summary
+  from report.run_summary import RunSummary
 
-  def not_blessed(**kwargs):
+  def run_local(**kwargs):
     assert kwargs["training"]["seed"] == 5
+    return "metadata.sqlite"
+
+  def not_blessed(metadata_path, labels=()):
+    assert metadata_path == "metadata.sqlite"
     return RunSummary("run", {}, {}, {"train": 8, "eval": 2}, {"ctr": 0.51}, False, None,
                       not_blessed=["not blessed: ctr AUC 0.510 is below the floor 0.55"])
-  monkeypatch.setattr(local_runner, "run_local", not_blessed)
+  monkeypatch.setattr(local_runner, "run_local", run_local)
+  monkeypatch.setattr(run_summary, "summarize", not_blessed)
   (tmp_path / "data").mkdir()
   with pytest.raises(SystemExit) as stop:
     cli.main(["run", "--data", str(tmp_path / "data"), "--pipeline-root",

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from models.config import load_config
-from pipeline import compare, configs
+from pipeline import configs
+from report import compare
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +24,11 @@ def test_a_model_only_change_keeps_example_gen_through_transform_cached(pipeline
                    ("data_config {", "data_config {\n  batch_size: 333")):
     assert old in text
     text = text.replace(old, new)
-  summary = run_local(config=parse_config(text, source="model_only_change.config"),
-                      data_root=pipeline_run.data_dir, pipeline_root=pipeline_run.pipeline_root,
-                      serving_dir=pipeline_run.serving_dir, extent=Extent.TRANSFORM)
-  states = summary.component_states
+  from report.run_summary import summarize
+  metadata = run_local(config=parse_config(text, source="model_only_change.config"),
+                       data_root=pipeline_run.data_dir, pipeline_root=pipeline_run.pipeline_root,
+                       serving_dir=pipeline_run.serving_dir, extent=Extent.TRANSFORM)
+  states = summarize(metadata).component_states
   assert list(states)[-1] == "Transform", states
   assert set(states.values()) == {"CACHED"}, states
 
@@ -39,7 +41,7 @@ def compared(pipeline_run):
   scores = compare.compare(peers, data_root=pipeline_run.data_dir,
                            pipeline_root=pipeline_run.pipeline_root,
                            pipeline_name=configs.PIPELINE_NAME, training={"max_epochs": 1})
-  from pipeline.run_summary import summarize
+  from report.run_summary import summarize
   last = summarize(os.path.join(pipeline_run.pipeline_root, "metadata.sqlite"))
   return scores, last
 

@@ -16,7 +16,8 @@ from models import eval_config as ec
 from models import funnel_metrics
 from models.config import load_config
 from pipeline import configs
-from pipeline.run_summary import explain_validation, read_metrics, task_metrics
+from report.evaluation import read_metrics, task_metrics
+from report.run_summary import explain_validation
 
 CONFIG = load_config(configs.CONFIG_PATH)
 THREE_STEPS = load_config(os.path.join(configs.PROJECT_DIR, "configs",

@@ -13,7 +13,7 @@ from models.config import load_config
 from models.features import ColumnType
 from pipeline import configs
 from pipeline.pipeline import RESOLVER_ID
-from pipeline.run_summary import read_metrics, task_metrics
+from report.evaluation import read_metrics, task_metrics
 
 pytestmark = pytest.mark.e2e
 CONFIG = load_config(configs.CONFIG_PATH)

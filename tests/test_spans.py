@@ -129,6 +129,10 @@ def span_runs(tmp_path_factory):
   from pipeline import configs
   from pipeline.local_runner import run_local
   from pipeline.spans import SpanSettings
+  from report.run_summary import summarize
+
+  def run_and_summarize(**kwargs):
+    return summarize(run_local(**kwargs), labels=kwargs["config"].labels)
 
   root = tmp_path_factory.mktemp("spans")
   data = str(root / "data")
@@ -136,15 +140,15 @@ def span_runs(tmp_path_factory):
   kwargs = dict(config=load_config(configs.CONFIG_PATH), data_root=data,
                 pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"),
                 training=TRAINING, warm_start=True, **GATE)
-  first = run_local(spans=SpanSettings(span=1), **kwargs)
+  first = run_and_summarize(spans=SpanSettings(span=1), **kwargs)
   killed = _kill_aitm_run_during_trainer(
       ["run", "--data", data, "--span", "2", "--train-spans", "2",
        "--pipeline-root", kwargs["pipeline_root"], "--serving-dir", kwargs["serving_dir"],
        "--min-auc", "0", "--max-auc-drop", "1", "--warm-start"],
       log=str(root / "killed.log"))
   # The same run again: everything before the Trainer comes from the cache.
-  second = run_local(spans=SpanSettings(span=2, train_spans=2), **kwargs)
-  rerun = run_local(spans=SpanSettings(span=2, train_spans=2), **kwargs)
+  second = run_and_summarize(spans=SpanSettings(span=2, train_spans=2), **kwargs)
+  rerun = run_and_summarize(spans=SpanSettings(span=2, train_spans=2), **kwargs)
   trainer_runs = len(_inputs_of(_store(kwargs["pipeline_root"]), "Trainer"))
   with pytest.raises(Exception) as drifted:
     run_local(spans=SpanSettings(train_spans=2), **kwargs)   # the newest span: 3
@@ -186,14 +190,9 @@ def _kill_aitm_run_during_trainer(argv, log, timeout=900):
 
 
 def _store(pipeline_root):
-  from ml_metadata.metadata_store import metadata_store
-  from ml_metadata.proto import metadata_store_pb2
-
-  from pipeline.local_runner import metadata_path
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path(pipeline_root)
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  return metadata_store.MetadataStore(config)
+  from pipeline.configs import metadata_path
+  from report.metadata import open_store
+  return open_store(metadata_path(pipeline_root))
 
 
 def _inputs_of(store, node_id):
@@ -384,7 +383,7 @@ def test_split_by_span_evaluates_the_newest_span_on_a_model_of_the_earlier_ones(
   """`aitm run --split span --span 2` over the same spans: one ExampleGen reads spans
   1 and 2, span 2 is the eval split the Trainer stops on and the Evaluator scores, span
   1 the train split; span 3 is not read."""
-  from pipeline.run_summary import summarize
+  from report.run_summary import summarize
   root = str(tmp_path / "pipeline")
   aitm(["run", "--data", span_runs["kwargs"]["data_root"], "--split", "span", "--span", "2",
         "--pipeline-root", root, "--serving-dir", str(tmp_path / "serving"), "--max-epochs", "2",

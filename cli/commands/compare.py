@@ -1,4 +1,4 @@
-"""`aitm compare`: several model configs trained on one split, one table (pipeline/compare.py)."""
+"""`aitm compare`: several model configs trained on one split, one table (report/compare.py)."""
 
 import os
 import sys
@@ -30,7 +30,7 @@ def run(args):
   configs_ = common_flags.load_configs(args.configs, args.schema)
   training = common_flags.training_settings(args)
   beam_args = common_flags.beam_args(args)
-  from pipeline import compare
+  from report import compare
 
   if not os.path.isdir(args.data):
     sys.exit(f"error: --data {args.data} is not a directory of CSV files")

@@ -70,6 +70,7 @@ def run(args):
   training = common_flags.training_settings(args)
   beam_args = common_flags.beam_args(args)
   from pipeline.local_runner import run_local
+  from report.run_summary import summarize
   min_auc, max_auc_drop = _thresholds(args, config)
   data = _data_root(args, config)
   common_flags.check_split(args.split, config)
@@ -77,13 +78,14 @@ def run(args):
 
   start = time.time()
   try:
-    summary = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
-                        serving_dir=args.serving_dir, model_name=args.model_name,
-                        schema_path=args.schema, training=training, min_auc=min_auc,
-                        max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
-                        beam_pipeline_args=beam_args, data_format=args.data_format,
-                        keep_versions=args.keep_versions, warm_start=args.warm_start,
-                        **span_args)
+    metadata = run_local(config=config, data_root=data, pipeline_root=args.pipeline_root,
+                         serving_dir=args.serving_dir, model_name=args.model_name,
+                         schema_path=args.schema, training=training, min_auc=min_auc,
+                         max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
+                         beam_pipeline_args=beam_args, data_format=args.data_format,
+                         keep_versions=args.keep_versions, warm_start=args.warm_start,
+                         **span_args)
+    summary = summarize(metadata, labels=config.labels)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     report_after_run(args.pipeline_root, since=start, failed=True)
     explain_failure(e)

@@ -20,6 +20,7 @@ from models.trainer import SUMMARY_FILE
 from pipeline.configs import BEAM_PIPELINE_ARGS, SPLIT
 from pipeline.local_runner import run_local
 from pipeline.pipeline import Extent
+from report.run_summary import summarize
 
 PIPELINE_NAME = "aitm-compare"
 
@@ -53,11 +54,12 @@ def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root:
   scores = []
   for i, config in enumerate(configs, start=1):
     print(f"\n=== [{i}/{len(configs)}] {_label(config)} ({config.source})", flush=True)
-    summary = run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
-                        pipeline_name=pipeline_name, training=training,
-                        extent=Extent.EVALUATE if evaluate else Extent.TRAIN,
-                        beam_pipeline_args=beam_pipeline_args,
-                        split=split)
+    summary = summarize(
+        run_local(config=config, data_root=data_root, pipeline_root=pipeline_root,
+                  pipeline_name=pipeline_name, training=training,
+                  extent=Extent.EVALUATE if evaluate else Extent.TRAIN,
+                  beam_pipeline_args=beam_pipeline_args, split=split),
+        labels=config.labels)
     for warning in summary.warnings:
       print(f"WARNING: {warning}", flush=True)
     with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
