@@ -22,6 +22,7 @@ def positive_int(text: str) -> int:
 
 
 def add_schema(parser):
+  """`--schema`: the curated raw-data schema (load_configs checks the configs against it)."""
   parser.add_argument("--schema", default=configs.SCHEMA_PATH,
                       help="curated raw-data schema ExampleValidator checks against "
                       "(default: %(default)s)")
@@ -43,18 +44,21 @@ def load_configs(paths, schema_path=None):
 
 
 def add_model_name(parser):
+  """`--model-name`: the model's name in the serving directory and the gRPC API."""
   parser.add_argument("--model-name", default=configs.MODEL_NAME,
                       help="the model's name in the serving directory and the gRPC API "
                       "(default: %(default)s)")
 
 
 def add_serving_dir(parser):
+  """`--serving-dir`: where the Pusher writes `<model-name>/<version>/`."""
   parser.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR,
                       help="where the Pusher writes <model-name>/<version>/ "
                       "(default: %(default)s)")
 
 
 def add_training(parser):
+  """The training flags, `--learning-rate` to `--seed` (read by training_settings)."""
   group = parser.add_argument_group("training (each wins over the config file)")
   group.add_argument("--learning-rate", type=float, help="a constant learning rate")
   group.add_argument("--batch-size", type=int, help="default: data_config.batch_size, else "
@@ -114,6 +118,8 @@ def _split(text):
 
 
 def add_split(parser):
+  """`--split`: row, span or columns=NAME[,NAME], parsed into a Split (check_split
+  checks it against a config)."""
   parser.add_argument("--split", type=_split, default=configs.SPLIT,
                       metavar="row|span|columns=NAME[,NAME]",
                       help="how ExampleGen cuts train from eval, never by the labels "
@@ -141,6 +147,7 @@ def add_warm_start(parser, base: str):
 
 
 def add_keep_versions(parser):
+  """`--keep-versions`: the complete versions the Pusher keeps in the serving directory."""
   parser.add_argument("--keep-versions", type=positive_int, default=configs.KEEP_VERSIONS,
                       help="complete model versions the Pusher keeps in the serving dir; "
                       f"older ones are deleted after a push (default {configs.KEEP_VERSIONS})")

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
+  """Runs the `aitm` command `argv` names (None: sys.argv), TensorFlow imported first
+  when the command loads it."""
   args = build_parser().parse_args(argv)
   if args.loads_tensorflow:
     # Quietly, without the CUDA plugin lines of a machine with no GPU.

@@ -53,6 +53,14 @@ def AnomaliesGate(
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples] = None,
     baseline_examples: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.Examples] = None):
+  """Fails the run on schema anomalies, then on drift.
+
+  Raises DataAnomaliesError listing every split's anomalies in `anomalies`
+  (ExampleValidator's). Given `drift_anomalies` (DistributionValidator's), raises
+  DataDriftError listing the drift between the span of `examples` and the earlier
+  span of `baseline_examples`; a baseline span that is not earlier has nothing to
+  compare.
+  """
   found = describe_anomalies(
       anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))
   if found:

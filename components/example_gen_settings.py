@@ -15,6 +15,7 @@ from tfx.utils import proto_utils
 
 
 def pack_text(text: str) -> example_gen_pb2.CustomConfig:
+  """`text` as an ExampleGen CustomConfig: a StringValue packed into its Any."""
   custom = example_gen_pb2.CustomConfig()
   custom.custom_config.Pack(wrappers_pb2.StringValue(value=text))
   return custom

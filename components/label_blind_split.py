@@ -89,6 +89,7 @@ class Split:
     return f"columns={','.join(self.columns)}" if self.kind == "columns" else self.kind
 
   def describe(self) -> str:
+    """The split in words, for the run's output."""
     if self.kind == "row":
       return "by row (each row's file and place in it; labels never read)"
     if self.kind == "columns":
@@ -109,10 +110,12 @@ class Split:
                          f"input ({', '.join(available)})")
 
   def to_json(self) -> Dict[str, Any]:
+    """The fields as a JSON-ready dict (from_json reads it back)."""
     return dataclasses.asdict(self)
 
   @classmethod
   def from_json(cls, value: Optional[Dict[str, Any]]) -> "Split":
+    """The split to_json wrote; None or empty: the default split, by row."""
     if not value:
       return cls()
     return cls(value["kind"], tuple(value.get("columns", ())), value.get("span"),
@@ -181,6 +184,7 @@ def partition(keyed: KeyedExample, num_partitions: int, buckets: Sequence[int],
 
 
 def check_split_names(names: Sequence[str], split: Split) -> None:
+  """ValueError unless a split by span writes exactly the train and eval splits."""
   if split.kind == "span" and sorted(names) != sorted((TRAIN, EVAL)):
     raise ValueError(f"a split by span writes the splits {TRAIN} and {EVAL}, not {list(names)}")
 

@@ -32,10 +32,15 @@ KEEP_VERSIONS_KEY = "keep_versions"
 
 
 class Executor(pusher_executor.Executor):
+  """TFX's Pusher executor, publishing through serving.version_store (module docstring)."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
+    """Publishes a blessed model as a new version under the filesystem destination,
+    deletes the versions beyond `keep_versions` and records the push; a model that
+    is not blessed is marked not pushed. ValueError for another destination or
+    versioning."""
     self._log_startup(input_dict, output_dict, exec_properties)
     model_push = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.PUSHED_MODEL_KEY])

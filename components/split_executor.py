@@ -37,10 +37,17 @@ class LabelBlindSplitExecutor(BaseExampleGenExecutor):
   a split by span, their PTransform reads only the spans `spans_to_read` names."""
 
   def split_of(self, exec_properties: Dict[str, Any]) -> Split:
+    """The Split the subclass's custom_config asks for."""
     raise NotImplementedError
 
   def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
                              ) -> Dict[str, beam.pvalue.PCollection]:
+    """The output splits' tf.Examples, by split name.
+
+    With output splits configured, the single input split's KeyedExamples are
+    partitioned by `partition` (row key, columns or span; never the labels);
+    without, each input split is read as an output split of its own.
+    """
     input_config = proto_utils.json_to_proto(
         exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
     output_config = proto_utils.json_to_proto(

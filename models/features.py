@@ -12,6 +12,7 @@ from typing import Tuple
 
 
 class ColumnType(enum.Enum):
+  """A raw column's type, as the tf.Example feature list that holds it."""
   INT = "INT"        # tf.Example int64_list   (EasyRec INT32, INT64)
   FLOAT = "FLOAT"    # tf.Example float_list   (EasyRec FLOAT, DOUBLE)
   STRING = "STRING"  # tf.Example bytes_list   (EasyRec STRING)
@@ -19,11 +20,13 @@ class ColumnType(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Column:
+  """One raw input column: its name and type (data_config.input_fields)."""
   name: str
   type: ColumnType
 
 
 class Encoding(enum.Enum):
+  """How Transform turns a feature's raw column into model input: ids, or the float."""
   HASH = "hash"              # IdFeature hash_bucket_size: string hashed into buckets
   VOCABULARY = "vocabulary"  # IdFeature compute_vocabulary: learned by Transform + OOV buckets
   VOCAB_LIST = "vocab_list"  # IdFeature vocab_list: fixed list, one OOV id after it

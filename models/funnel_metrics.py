@@ -111,10 +111,13 @@ class _FunnelCombiner(beam.CombineFn):
     self._downstream = downstream
 
   def create_accumulator(self) -> _Accumulator:
+    """An empty accumulator: no impressions, empty histograms."""
     return _Accumulator()
 
   def add_input(self, accumulator: _Accumulator,
                 element: metric_types.StandardMetricInputs) -> _Accumulator:
+    """Counts one input's impressions and order violations, and adds its clicked ones'
+    p_d / p_u to the histogram of their downstream label."""
     get = {"predictions": element.get_predictions, "labels": element.get_labels}
     values = {}
     for kind, getter in get.items():
@@ -135,6 +138,7 @@ class _FunnelCombiner(beam.CombineFn):
     return accumulator
 
   def merge_accumulators(self, accumulators: Iterable[_Accumulator]) -> _Accumulator:
+    """The sum of `accumulators`, added into the first."""
     accumulators = iter(accumulators)
     result = next(accumulators)
     for other in accumulators:
@@ -145,6 +149,8 @@ class _FunnelCombiner(beam.CombineFn):
     return result
 
   def extract_output(self, accumulator: _Accumulator) -> Dict[metric_types.MetricKey, Any]:
+    """The pair's three metrics by key: order violation rate (NaN without impressions),
+    conditional AUC and conditional example count."""
     return {
         self._keys[ORDER_VIOLATION_RATE]: (accumulator.violations / accumulator.impressions
                                            if accumulator.impressions else float("nan")),

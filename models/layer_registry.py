@@ -69,6 +69,7 @@ class LayerKind:
     return int(getattr(settings, self.outputs)) if self.outputs else 1
 
   def layer_class(self) -> type:
+    """The Keras layer class `layer` names, imported."""
     module, _, name = self.layer.rpartition(".")
     return getattr(importlib.import_module(module), name)
 

@@ -29,6 +29,8 @@ class OrderCalibration(tf.keras.layers.Layer):
     self.weight = float(weight)
 
   def call(self, inputs: Sequence[tf.Tensor]):
+    """`[p_t, p_r1, ...]`, each `[batch, 1]` -> p_t `[batch, 1]`, unchanged; adds the
+    weighted loss and logs the unweighted value as the metric `<name>`."""
     current, preceding = inputs[0], inputs[1:]
     value = tf.add_n([order_calibration_loss(current, p) for p in preceding])
     self.add_loss(self.weight * value)
@@ -36,6 +38,7 @@ class OrderCalibration(tf.keras.layers.Layer):
     return current
 
   def get_config(self):
+    """The constructor arguments, for Keras serialization."""
     config = super().get_config()
     config.update(weight=self.weight)
     return config

@@ -80,6 +80,9 @@ class TrainingConfig:
 
   @classmethod
   def from_dict(cls, values: Optional[Dict[str, Any]]) -> "TrainingConfig":
+    """The settings in `values` (field names; None: the defaults), checked: ValueError
+    for an unknown name, a size or count that isn't positive, a negative patience or
+    an unsupported strategy."""
     values = dict(values or {})
     unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -156,6 +159,7 @@ class TrainingConfig:
     return min(steps, self.num_steps) if self.num_steps else steps
 
   def to_dict(self) -> Dict[str, Any]:
+    """Every setting by field name (what from_dict takes)."""
     return dataclasses.asdict(self)
 
 

@@ -203,6 +203,7 @@ class RowRemap:
   oov: int       # OOV bucket rows, copied
 
   def as_dict(self) -> Dict[str, int]:
+    """The four counts by name, for training_summary.json."""
     return dataclasses.asdict(self)
 
 
@@ -240,6 +241,8 @@ class Decision:
   remapped: Dict[str, RowRemap] = dataclasses.field(default_factory=dict)  # by token
 
   def message(self) -> str:
+    """One line for the Trainer's log: where the weights came from and how many were
+    copied and remapped, or why the start is fresh."""
     if not self.warm:
       return f"warm start: fresh start, {self.reason}"
     rows = [sum(getattr(r, part) for r in self.remapped.values())

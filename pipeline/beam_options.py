@@ -26,6 +26,7 @@ RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "Port
 
 
 def direct(workers: int = 1) -> List[str]:
+  """Beam's DirectRunner: in memory for 1 worker, else `workers` local processes."""
   if workers < 1:
     raise ValueError(f"DirectRunner workers must be at least 1, got {workers}")
   mode = "in_memory" if workers == 1 else "multi_processing"

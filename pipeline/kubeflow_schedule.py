@@ -19,6 +19,8 @@ from pipeline.kubeflow_runner import RUNTIME_PARAMETERS
 
 
 def check_cron(expression: str) -> str:
+  """`expression`, single-spaced; ValueError unless it has KFP's 6 fields (a 5-field
+  crontab line is named as one)."""
   fields = expression.split()
   if len(fields) == 5:
     raise ValueError(f"KFP cron expressions have 6 fields, seconds first: {expression!r} "

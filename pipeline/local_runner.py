@@ -27,6 +27,8 @@ class _ComponentProgress(logging.Handler):
     self.started = {}
 
   def emit(self, record):
+    """Prints a line when a component starts, finishes (with its time) or is reused
+    from the cache; other records print nothing."""
     message = record.getMessage()
     if message.startswith("Component ") and message.endswith(" is running."):
       node = message[len("Component "):-len(" is running.")]
@@ -56,6 +58,7 @@ class _LibraryNoise(logging.Filter):
   """Drops the log records that start with one of LIBRARY_NOISE; keeps the rest."""
 
   def filter(self, record):
+    """Whether to keep the record: False when its message starts with LIBRARY_NOISE."""
     return not record.getMessage().startswith(LIBRARY_NOISE)
 
 

@@ -27,6 +27,8 @@ class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
   """
 
   def resolve_artifacts(self, store, input_dict):
+    """The latest blessed `model` and its `model_blessing` among the models other than
+    `candidate` (empty lists when none), and `candidate` passed through."""
     candidate = list(input_dict.get("candidate", []))
     exclude = {artifact.id for artifact in candidate}
     others = [m for m in input_dict.get("model", []) if m.id not in exclude]
@@ -51,6 +53,8 @@ class LatestBlessedModelOnOtherDataStrategy(LatestBlessedModelStrategy):
   """
 
   def resolve_artifacts(self, store, input_dict):
+    """The latest blessed `model` and its `model_blessing` among the models not trained on
+    `examples` (empty lists when none), and `examples` passed through."""
     examples = list(input_dict.get("examples", []))
     models = list(input_dict.get("model", []))
     same_data = _trained_on(store, models, {a.id for a in examples})

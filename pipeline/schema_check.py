@@ -17,6 +17,8 @@ _SCHEMA_TYPES = {ColumnType.INT: schema_pb2.INT, ColumnType.FLOAT: schema_pb2.FL
 
 
 def check_schema(config: PipelineConfig, schema_path: str) -> None:
+  """ConfigError naming every column that is in only one of the config's input fields
+  and the schema at `schema_path`, or typed differently in the two."""
   schema = schema_pb2.Schema()
   with open(schema_path) as f:
     text_format.Parse(f.read(), schema)

@@ -161,6 +161,8 @@ class SpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
     self.num_spans, self.span = num_spans, span
 
   def resolve_artifacts(self, store, input_dict):
+    """`{"examples": [...]}`, the newest artifact of each span in the window, newest
+    first; None when the window holds no span."""
     artifacts = list(input_dict.get("examples", []))
     last = _current_span(artifacts, self.span)
     newest = _newest_per_span(artifacts)
@@ -180,6 +182,8 @@ class PreviousSpanStrategy(tfx.dsl.experimental.ResolverStrategy):
     self.span = span
 
   def resolve_artifacts(self, store, input_dict):
+    """`{"statistics": [s], "examples": [e]}` of the previous span (the current one when
+    there is none earlier); None when there is no span, or no statistics of it."""
     examples = list(input_dict.get("examples", []))
     statistics = list(input_dict.get("statistics", []))
     current = _current_span(examples, self.span)

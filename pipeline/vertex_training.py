@@ -56,6 +56,8 @@ class VertexTraining:
           f"{MULTI_WORKER} in the config (it has {distribute})")
 
   def worker_pool_specs(self) -> List[Dict[str, Any]]:
+    """Vertex AI's worker_pool_specs: pool 0 the chief, pool 1 the other `workers - 1`
+    (left out for one worker), each replica running `image` on the machine given."""
     machine: Dict[str, Any] = {"machine_type": self.machine_type}
     if self.accelerator_type:
       machine.update(accelerator_type=self.accelerator_type,

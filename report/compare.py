@@ -27,6 +27,8 @@ PIPELINE_NAME = "aitm-compare"
 
 @dataclasses.dataclass
 class ModelScore:
+  """One config's row of the comparison: eval AUC per task, the model's parameter count,
+  training time and epochs run."""
   name: str                   # the config file's name without extension
   auc: Dict[str, float]       # task -> TFMA AUC on the eval split
   parameters: int

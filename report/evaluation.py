@@ -37,6 +37,8 @@ ConfusionPoint = Tuple[float, float, float, float, float]
 
 @dataclasses.dataclass
 class ModelInfo:
+  """A model the page shows: its artifact uri and, from its training_summary.json, its
+  name and training facts."""
   uri: str
   name: Optional[str] = None                 # training_summary.json "model_name"
   training: Dict[str, object] = dataclasses.field(default_factory=dict)
@@ -61,6 +63,8 @@ class Threshold:
 
 @dataclasses.dataclass
 class Verdict:
+  """Whether the Evaluator blessed the candidate, and why: the thresholds checked, those
+  that failed, and notes."""
   blessed: Optional[bool]                     # None: not validated (no thresholds)
   baseline_compared: bool
   rubber_stamp: bool = False                  # change thresholds skipped: no baseline
@@ -71,6 +75,8 @@ class Verdict:
 
 @dataclasses.dataclass
 class SliceRow:
+  """One slice of a task: the candidate's metric values and, with a baseline, the
+  baseline's values and the changes (candidate minus baseline)."""
   slice: Slice
   values: Dict[str, float]                    # metric -> candidate value
   baseline: Dict[str, float] = dataclasses.field(default_factory=dict)
@@ -79,6 +85,8 @@ class SliceRow:
 
 @dataclasses.dataclass
 class TaskResult:
+  """One task's slices and overall-slice plot data; name "" holds the metrics computed
+  on all outputs."""
   name: str                                   # output name; "" = all outputs (funnel)
   rows: List[SliceRow]
   label: str = ""                             # the label column, from the EvalConfig
@@ -89,6 +97,8 @@ class TaskResult:
 
 @dataclasses.dataclass
 class ReportData:
+  """Everything the page shows about one evaluation: the run, the models, the verdict
+  and each task's results."""
   pipeline_name: str
   run_id: str
   evaluated_at: Optional[float]               # seconds since the epoch
@@ -280,6 +290,7 @@ def task_results(metrics, plots, eval_config) -> List[TaskResult]:
 
 
 def slice_features(eval_config) -> List[str]:
+  """The features the EvalConfig's slicing specs name, each once, in first-seen order."""
   names = []
   for spec in eval_config.slicing_specs:
     for name in list(spec.feature_keys) + sorted(spec.feature_values):

@@ -41,6 +41,7 @@ def metric_label(metric: str, short: bool = False) -> str:
 
 
 def is_count(metric: str) -> bool:
+  """Whether the metric is an example count (no decimals, no better or worse)."""
   return metric.endswith("example_count")
 
 
@@ -98,6 +99,7 @@ def change_class(metric: str, value: Optional[float], baseline: Optional[float],
 
 
 def slice_label(slice_: Slice) -> str:
+  """A slice for a reader: "Overall", or "feature = value, ..."."""
   if not slice_:
     return "Overall"
   return ", ".join(f"{feature} = {value}" for feature, value in slice_)
@@ -124,12 +126,15 @@ def sort_rows(rows: Sequence[SliceRow], features: Sequence[str] = ()) -> List[Sl
 
 
 def metric_columns(rows: Sequence[SliceRow]) -> List[str]:
+  """The metrics any row has: the known ones in the page's order, then the others by
+  name."""
   present = {metric for row in rows for metric in row.values}
   known = [m for m in _ORDER if m in present]
   return known + sorted(present - set(known))
 
 
 def task_title(name: str) -> str:
+  """A task's heading; the metrics on all outputs (name "") get their own."""
   return f"Task {name}" if name else "Across tasks (metrics on all outputs)"
 
 

@@ -105,6 +105,8 @@ def _model_html(model: ModelInfo) -> str:
 
 
 def threshold_sentence(t: Threshold) -> str:
+  """A threshold's outcome in one sentence: task, metric and slice, the value (or its
+  change against the baseline) and the rule it had to meet."""
   where = f"{t.task} " if t.task else ""
   subject = f"{where}{metric_label(t.metric)} on {slice_label(t.slice)}"
   if t.kind == "change":
@@ -120,6 +122,8 @@ def _threshold_result(t: Threshold) -> Tuple[str, str]:
 
 
 def render_verdict(data: ReportData) -> str:
+  """The Blessing card: blessed, not blessed or not validated, the failed thresholds
+  and notes, what the baseline was, and every threshold checked."""
   v = data.verdict
   if v.blessed is None:
     badge = '<span class="verdict unvalidated">not validated</span>'
@@ -173,6 +177,8 @@ def render_warnings(warnings: Sequence[str]) -> str:
 
 
 def render_header(data: ReportData) -> str:
+  """The page header: pipeline, run, when evaluated, the candidate and baseline models
+  and the evaluation's uri."""
   names = data.pipeline_name or "pipeline"
   evaluated = _fmt_time(data.evaluated_at)
   if data.cached:
@@ -245,6 +251,8 @@ MISSING_ROC = ("No ROC curve in this evaluation: add "
 
 
 def render_task(task: TaskResult, data: ReportData) -> str:
+  """One task's section: its metrics table by slice, then its plots (calibration and
+  ROC, or what the EvalConfig needs for them, and the metric by slice)."""
   names = {CANDIDATE: data.candidate.name or "candidate",
            BASELINE: (data.baseline.name if data.baseline and data.baseline.name else
                       "baseline")}

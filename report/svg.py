@@ -147,6 +147,8 @@ def svg_xy_plot(curves: Sequence[Tuple[str, Sequence[Tuple[float, float]], str]]
 
 def svg_calibration(task: str, buckets: Dict[str, List[CalibrationBucket]],
                     names: Dict[str, str]) -> str:
+  """A task's calibration plot (overall slice): mean label against mean prediction over
+  equal-count bins, candidate and baseline, against the diagonal."""
   curves = []
   for role in (CANDIDATE, BASELINE):
     if buckets.get(role):
@@ -163,6 +165,7 @@ def svg_calibration(task: str, buckets: Dict[str, List[CalibrationBucket]],
 
 def svg_roc(task: str, confusion: Dict[str, List[ConfusionPoint]],
             names: Dict[str, str]) -> str:
+  """A task's ROC curve (overall slice), candidate and baseline, each with its area."""
   curves = []
   for role in (CANDIDATE, BASELINE):
     if confusion.get(role):

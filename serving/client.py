@@ -60,6 +60,8 @@ class ServingError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class VersionStatus:
+  """One version in a GetModelStatus answer: its state and, when loading failed, the
+  server's error message."""
   version: int
   state: str            # AVAILABLE, LOADING, UNLOADING, END, ...
   error: str = ""
@@ -94,6 +96,7 @@ class ServingClient:
     self.last_version: Optional[int] = None   # the version that scored the last predict()
 
   def close(self):
+    """Closes the gRPC channel."""
     self._channel.close()
 
   def __enter__(self):

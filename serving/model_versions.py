@@ -42,6 +42,8 @@ class VersionPolicy:
 
   @classmethod
   def from_proto(cls, proto) -> "VersionPolicy":
+    """The policy of a ModelConfig's `model_version_policy` (ServableVersionPolicy);
+    unset: the default, `latest` LATEST_VERSIONS."""
     which = proto.WhichOneof("policy_choice")
     if which == "all":
       return cls(latest=None)
@@ -58,6 +60,7 @@ class VersionPolicy:
 
   @property
   def is_all(self) -> bool:
+    """Whether every version is served (the `all` policy)."""
     return self.latest is None and not self.specific
 
   def select(self, versions: Iterable[int]) -> List[int]:
@@ -78,6 +81,7 @@ class ModelSource:
 
   @property
   def label_map(self) -> Dict[str, int]:
+    """The version labels as {label: version}."""
     return dict(self.labels)
 
 
@@ -128,6 +132,8 @@ def list_versions(base_path: str) -> Dict[int, str]:
 
 
 def snapshot(version_dir: str) -> Snapshot:
+  """(relative path, size, mtime in ns) of every file under version_dir; a file removed
+  while it is walked is left out."""
   files = []
   for root, _, names in tf.io.gfile.walk(version_dir):
     for name in names:

@@ -179,6 +179,7 @@ def read_rows(path: str, fmt: str = None) -> Iterator[Dict]:
 
 
 def batches(rows: Iterable, size: int) -> Iterator[List]:
+  """`rows` in lists of `size`, the last one shorter when they don't divide evenly."""
   batch = []
   for row in rows:
     batch.append(row)

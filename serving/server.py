@@ -83,6 +83,9 @@ class ServedModel:
 
   # -- request side ---------------------------------------------------------
   def resolve(self, spec) -> ServableVersion:
+    """The loaded version a ModelSpec asks for: its version, its version label, or else
+    the newest loaded one. RequestError in TF Serving's words: NOT_FOUND when that
+    version is not loaded, INVALID_ARGUMENT for an unknown label."""
     with self._lock:
       loaded = dict(self._loaded)
     name = self.source.name
@@ -109,6 +112,7 @@ class ServedModel:
     return loaded[max(loaded)]
 
   def statuses(self) -> Dict[int, tuple]:
+    """{version: (State, error message)} of every version seen so far, a copy."""
     with self._lock:
       return dict(self._states)
 
@@ -194,6 +198,7 @@ class ModelRegistry:
     self._models = {s.name: ServedModel(s, log) for s in sources}
 
   def get(self, name: str) -> ServedModel:
+    """The served model `name`; RequestError NOT_FOUND when there is none."""
     model = self._models.get(name)
     if model is None:
       raise RequestError(grpc.StatusCode.NOT_FOUND,
@@ -201,6 +206,8 @@ class ModelRegistry:
     return model
 
   def poll(self):
+    """Re-reads the model config file when it changed, then polls every model; a model
+    whose poll fails is logged and keeps what it has loaded."""
     if self._config_file:
       self._reload_config()
     for model in list(self._models.values()):
@@ -347,12 +354,20 @@ _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """TF Serving's PredictionService over the registry's loaded versions."""
 
   def __init__(self, registry: ModelRegistry, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
     self.registry = registry
     self.max_batch_size = max_batch_size
 
   def Predict(self, request, context):
+    """Runs the signature the ModelSpec names (default `serving_default`) on the
+    request's inputs, checked against it and the batch limit first.
+
+    The response holds the outputs `output_filter` names (all when empty) and the
+    version that answered. A refused request aborts with TF Serving's status code
+    (RequestError); any other failure aborts with INTERNAL.
+    """
     try:
       _check_deadline(context)
       servable = self.registry.get(request.model_spec.name).resolve(request.model_spec)
@@ -384,6 +399,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   def GetModelMetadata(self, request, context):
+    """The `signature_def` metadata (the only field served) of the version the ModelSpec
+    resolves to: every SignatureDef of the SavedModel."""
     try:
       fields = list(request.metadata_field)
       if not fields:
@@ -406,24 +423,30 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   def Classify(self, request, context):
+    """UNIMPLEMENTED: the AITM SavedModel has predict signatures only."""
     _abort(context, grpc.StatusCode.UNIMPLEMENTED,
            "Classify is not served here: the model has predict signatures only")
 
   def Regress(self, request, context):
+    """UNIMPLEMENTED: the AITM SavedModel has predict signatures only."""
     _abort(context, grpc.StatusCode.UNIMPLEMENTED,
            "Regress is not served here: the model has predict signatures only")
 
   def MultiInference(self, request, context):
+    """UNIMPLEMENTED: the AITM SavedModel has predict signatures only."""
     _abort(context, grpc.StatusCode.UNIMPLEMENTED,
            "MultiInference is not served here: the model has predict signatures only")
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+  """TF Serving's ModelService over the registry: version states, no config reload."""
 
   def __init__(self, registry: ModelRegistry):
     self.registry = registry
 
   def GetModelStatus(self, request, context):
+    """The state of every version of the model seen so far (newest first), or of the one
+    the ModelSpec's version or label names; NOT_FOUND for an unknown model or version."""
     spec = request.model_spec
     try:
       model = self.registry.get(spec.name)
@@ -456,6 +479,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     return response
 
   def HandleReloadConfigRequest(self, request, context):
+    """UNIMPLEMENTED: the model config file is re-read when it changes."""
     _abort(context, grpc.StatusCode.UNIMPLEMENTED,
            "the model config file is re-read when it changes; edit it instead")
 
@@ -528,9 +552,11 @@ class LocalModelServer:
                   f"{type(e).__name__}: {e}")
 
   def stop(self, grace: float = 1.0):
+    """Stops the poller and the gRPC server, giving requests in flight `grace` seconds."""
     self._stop.set()
     if self._server is not None:
       self._server.stop(grace).wait()
 
   def wait(self):
+    """Blocks until the gRPC server has stopped."""
     self._server.wait_for_termination()

@@ -69,6 +69,7 @@ def complete_versions(base_path: str) -> Dict[int, str]:
 
 
 def rolled_back_versions(base_path: str) -> Dict[int, str]:
+  """{version: directory} of the versions rollback moved into `rolled_back/`."""
   return list_versions(os.path.join(base_path, ROLLED_BACK))
 
 
@@ -222,6 +223,8 @@ def prune(base_path: str, keep: int) -> List[int]:
 
 @dataclasses.dataclass(frozen=True)
 class Rollback:
+  """What a rollback did: the newest served version before and after, and which
+  versions it moved, to where."""
   served_before: int
   served_now: int
   moved: List[int]            # versions moved into rolled_back/

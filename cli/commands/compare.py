@@ -11,6 +11,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `compare` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("compare", help="train several model configs on the same "
                                  "split and print one table (per-task AUC, train time, "
                                  "parameters)")
@@ -27,6 +28,8 @@ def add_parser(subparsers):
 
 
 def run(args):
+  """Runs each of `--configs` on `--data`, one split for all, and prints their table;
+  exits with the error on bad settings or input."""
   configs_ = common_flags.load_configs(args.configs, args.schema)
   training = common_flags.training_settings(args)
   beam_args = common_flags.beam_args(args)

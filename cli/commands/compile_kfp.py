@@ -12,6 +12,8 @@ _VERTEX_FLAGS = ("train_workers", "vertex_project", "vertex_region", "train_mach
 
 
 def add_parser(subparsers):
+  """Adds `compile-kfp` (alias compile-kubeflow) and its flags to `subparsers`; returns
+  its parser."""
   parser = subparsers.add_parser("compile-kfp", aliases=["compile-kubeflow"],
                                  help="write the pipeline as a Kubeflow Pipelines v2 spec "
                                  "(KubeflowV2DagRunner)")
@@ -77,6 +79,8 @@ def _vertex_training(args):
 
 
 def run(args):
+  """Writes the Kubeflow Pipelines v2 spec to `--output`; exits with the error on bad
+  settings."""
   from pipeline.kubeflow_runner import compile_pipeline
   config, = common_flags.load_configs([args.config])
   common_flags.check_split(args.split, config)

@@ -10,6 +10,7 @@ LOADS_TENSORFLOW = False  # numpy alone writes the data
 
 
 def add_parser(subparsers):
+  """Adds `generate-data` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("generate-data", help="write synthetic Taobao impressions "
                                  "as CSV")
   parser.add_argument("--out", required=True, help="directory to write data.csv into")
@@ -36,6 +37,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+  """Writes the synthetic data: one CSV file, or `--spans` span directories."""
   try:
     repeats = taobao.Repeats(share=args.repeat_share)
   except ValueError as e:

@@ -11,6 +11,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `predict` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("predict", help="score rows of raw features through TF "
                                  "Serving's gRPC API (TF Serving or `aitm serve`)")
   parser.add_argument("--server", default=defaults.SERVER,
@@ -38,6 +39,8 @@ def add_parser(subparsers):
 
 
 def run(args):
+  """Scores the `--input` rows through the gRPC API and writes the predictions; exits
+  with the error on a failed call or a bad row."""
   from serving.client import ServingClient, ServingError
   from serving.request_rows import RowError, read_rows
   source = "stdin" if args.input == "-" else args.input

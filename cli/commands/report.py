@@ -9,6 +9,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `report` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser(
       "report", help="render the latest evaluation of a pipeline root as a self-contained "
       "HTML page (tables by task and slice, plots, blessing)")
@@ -20,6 +21,8 @@ def add_parser(subparsers):
 
 
 def run(args):
+  """Writes the pipeline root's latest evaluation as an HTML page; exits with an error
+  when there is none."""
   from report import NoEvaluation, write_report
   try:
     path = write_report(args.pipeline_root, args.output)

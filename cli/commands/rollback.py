@@ -9,6 +9,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `rollback` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("rollback", help="serve an earlier pushed version: the newer "
                                  "ones move to <serving-dir>/<model-name>/rolled_back/")
   common_flags.add_serving_dir(parser)
@@ -22,6 +23,8 @@ def add_parser(subparsers):
 
 
 def run(args):
+  """Rolls the model's served versions back (`--to`), or restores one (`--restore`);
+  exits with the error, nothing changed, when that can't be done."""
   from serving import version_store
   base = os.path.join(args.serving_dir, args.model_name)
   try:

@@ -15,6 +15,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `run` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
   parser.add_argument("--config", default=configs.CONFIG_PATH,
                       help="EasyRec config, protobuf text format (default: %(default)s)")
@@ -66,6 +67,8 @@ def _add_spans(parser):
 
 
 def run(args):
+  """Runs the pipeline locally on `--data` (else the demo data), then prints its summary
+  and writes its report; see _print_outcome for the exit status."""
   config, = common_flags.load_configs([args.config], args.schema)
   training = common_flags.training_settings(args)
   beam_args = common_flags.beam_args(args)

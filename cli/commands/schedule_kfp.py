@@ -9,6 +9,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `schedule-kfp` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("schedule-kfp", help="run the compiled spec every day on "
                                  "Kubeflow Pipelines (a recurring run)")
   parser.add_argument("--host", required=True, help="the KFP API, e.g. https://kfp.example.com")
@@ -40,6 +41,8 @@ def _runtime_parameters(args):
 
 
 def run(args):
+  """Creates the recurring run of `--package` on the KFP API at `--host`; exits with
+  the error on bad settings."""
   from pipeline.kubeflow_schedule import schedule
   params = _runtime_parameters(args)
   if not os.path.exists(args.package):

@@ -11,6 +11,7 @@ LOADS_TENSORFLOW = True
 
 
 def add_parser(subparsers):
+  """Adds `serve` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("serve", help="serve pushed SavedModels over TF Serving's "
                                  "gRPC API (a local stand-in for tensorflow/serving)")
   parser.add_argument("--model-base-path", help="the Pusher's <serving-dir>/<model-name>: "
@@ -63,6 +64,7 @@ def _sources(args):
 
 
 def run(args):
+  """Serves the models until Ctrl-C; exits with the error when the server can't start."""
   from serving.server import LocalModelServer
   sources = _sources(args)
   try:

@@ -80,6 +80,8 @@ def custom_config(fields: Sequence[Tuple[str, str]] = raw_format.PAPER_FIELDS,
 
 
 def settings_from(exec_properties: Dict[str, Any]) -> Settings:
+  """The Settings `custom_config` packed into exec_properties; ValueError when the
+  component was built without them."""
   values = json.loads(unpack_text(exec_properties, "the Ali-CCP ExampleGen needs its "
                                   "settings: custom_config=executor.custom_config(...)"))
   return Settings(tuple((f, c) for f, c in values["fields"]), int(values["chunk_bytes"]),
@@ -89,6 +91,7 @@ def settings_from(exec_properties: Dict[str, Any]) -> Settings:
 # --- files -------------------------------------------------------------------
 
 class RawFile(NamedTuple):
+  """An input file, and whether it is compressed (then read whole, not by ranges)."""
   path: str
   compressed: bool
 
@@ -175,6 +178,8 @@ def line_number(raw: RawFile, offset: int) -> int:
 
 
 def bad_line(raw: RawFile, offset: int, message: str, field: str = "") -> BadInputError:
+  """A BadInputError naming the file, the number of the line at byte `offset` and,
+  when given, the field."""
   where = f", field '{field}'" if field else ""
   return BadInputError(f"Bad input in {raw.path}, line {line_number(raw, offset)}{where}: "
                        f"{message}")
@@ -207,6 +212,8 @@ class _ReadSkeletonChunk(beam.DoFn):
     self.dropped = _counter("dropped_buy_without_click")
 
   def process(self, chunk):
+    """Parses the skeleton lines that start in one byte range and yields their samples
+    keyed by (common file number, common_feature_index); buys without a click dropped."""
     file_number, start, end = chunk
     raw = self.skeletons[file_number]
     for offset, text in _lines(raw, start, end):
@@ -233,6 +240,8 @@ class _ReadCommonChunk(beam.DoFn):
     self.lines_read = _counter("common_lines_read")
 
   def process(self, chunk):
+    """Parses the common_features lines that start in one byte range and yields their
+    features, keyed by (common file number, common_feature_index)."""
     file_number, start, end = chunk
     raw = self.commons[file_number]
     for offset, text in _lines(raw, start, end):
@@ -257,6 +266,8 @@ class _JoinSamples(beam.DoFn):
     self.multi_valued = {c: _counter(f"multi_valued_{c}") for c in self.columns}
 
   def process(self, keyed):
+    """Joins one common_feature_index's samples with its common line into KeyedExamples;
+    BadInputError when the common file has that line twice, or not at all for a sample."""
     (file_number, index), grouped = keyed
     commons = sorted(grouped["common"], key=lambda common: common[0])
     common_file = self.commons[file_number]
@@ -336,9 +347,11 @@ class Executor(LabelBlindSplitExecutor):
   After Do(), `counters` holds the run's counters (counters_of)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    """The PTransform that reads one split pattern's file pairs into KeyedExamples."""
     return _AliccpToExample
 
   def split_of(self, exec_properties: Dict[str, Any]) -> Split:
+    """The split packed into custom_config."""
     return settings_from(exec_properties).split
 
   def _make_beam_pipeline(self):
@@ -347,6 +360,8 @@ class Executor(LabelBlindSplitExecutor):
     return self._pipeline
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
+    """Runs the ExampleGen (the base class), then keeps the run's Beam counters in
+    `counters` and prints them, when the runner reports metrics."""
     self.counters: Dict[str, int] = {}
     super().Do(input_dict, output_dict, exec_properties)
     result = getattr(self._pipeline, "result", None)

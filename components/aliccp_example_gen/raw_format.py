@@ -154,6 +154,8 @@ def merge_features(own: Features, common: Features) -> Features:
 
 def to_example(click: int, buy: int, features: Features,
                columns: Sequence[str]) -> tf.train.Example:
+  """One sample as a tf.Example: `click` and `buy` as int64, and each of `columns` that
+  has ids as one SEPARATOR-joined string (a column without ids is left out)."""
   example = tf.train.Example()
   feature = example.features.feature
   feature[CLICK_LABEL].int64_list.value.append(click)

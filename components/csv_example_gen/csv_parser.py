@@ -23,6 +23,8 @@ class BadInputError(ValueError):
 
 
 def check_header(path: str, header: Sequence[str], columns: Sequence[Column]) -> None:
+  """BadInputError saying what is missing, unknown or repeated when the header is not
+  the config's columns, each once (in any order)."""
   expected = [c.name for c in columns]
   missing = [c for c in expected if c not in header]
   unexpected = [c for c in header if c not in expected]

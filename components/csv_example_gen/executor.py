@@ -48,6 +48,8 @@ class _ReadCsvFile(beam.DoFn):
     self.columns, self.labels = columns, labels
 
   def process(self, paths):
+    """Reads one CSV file into KeyedExamples keyed `<relative path>:<record number>`,
+    with the span of its directory, printing progress."""
     path, relative = paths
     span = span_of(relative)
     start, count = time.time(), 0
@@ -97,7 +99,10 @@ class Executor(LabelBlindSplitExecutor):
   without reading the labels (see label_blind_split)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    """The PTransform that reads a split pattern's CSV files (for a split by span, only
+    the spans it reads) into KeyedExamples."""
     return _CsvToTypedExample
 
   def split_of(self, exec_properties: Dict[str, Any]) -> Split:
+    """The split packed into custom_config (none packed: by row)."""
     return Split.from_json(_settings_from(exec_properties).get("split"))

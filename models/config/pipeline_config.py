@@ -56,6 +56,7 @@ class PipelineConfig:
 
   @property
   def column_types(self) -> Dict[str, ColumnType]:
+    """Each raw column's type, by column name."""
     return {c.name: c.type for c in self.columns}
 
   @property
@@ -65,6 +66,7 @@ class PipelineConfig:
 
   @property
   def task_labels(self) -> Dict[str, str]:
+    """Each task's label column, by task name."""
     return {t.name: t.label for t in self.tasks}
 
   @property
@@ -109,6 +111,8 @@ _MODEL_FEATURE_FIELDS = ("embedding_dim", "combiner")
 
 
 def load_config(path: str) -> PipelineConfig:
+  """The config file at `path`, parsed and checked (`parse_config`); ConfigError when
+  it can't be read, is not UTF-8 text, or doesn't check."""
   try:
     with open(path, encoding="utf-8") as f:
       text = f.read()
@@ -164,6 +168,8 @@ class _Locator:
     self.source = source
 
   def error(self, field: str, message: str, value: Optional[str] = None) -> ConfigError:
+    """A ConfigError about `field`, at the first line that sets it (to `value`, when
+    given; comments ignored), or naming no line when none does."""
     pattern = re.compile(r"\b%s\s*:?\s*(\[[^\]]*)?%s" % (
         re.escape(field), r'["\']?' + re.escape(value) + r'["\']?' if value else ""))
     for number, line in enumerate(self.lines, start=1):

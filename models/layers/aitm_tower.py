@@ -49,6 +49,8 @@ class AITMTower(tf.keras.layers.Layer):
     self.transfer_mlp = MLP(name="transfer_mlp", **options)
 
   def build(self, input_shape):
+    """Checks the input list (at least two; the transfer MLP's last width equal to d) and
+    creates the projections h1, h2, h3 to k = `project_dim` or d."""
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) < 2:
       raise ValueError(
           "AITMTower takes a list [current_tower, preceding_tower, ...] of at least "
@@ -67,6 +69,12 @@ class AITMTower(tf.keras.layers.Layer):
     super().build(input_shape)
 
   def call(self, inputs, training=None):
+    """`[q_t [batch, d], z_prev_1 [batch, d1], ...]` -> z_t `[batch, project_dim or d]`.
+
+    Each preceding input goes through the transfer MLP (behind a stop_gradient when
+    `stop_gradient`); q_t and the transferred inputs are then mixed by attention,
+    per example. `training` reaches the transfer MLP's batch norm and dropout.
+    """
     current, preceding = inputs[0], inputs[1:]
     items = [current]
     for z in preceding:
@@ -82,6 +90,7 @@ class AITMTower(tf.keras.layers.Layer):
     return tf.reduce_sum(weights[..., None] * self.h3(stacked), axis=1)
 
   def get_config(self):
+    """The constructor arguments, for Keras serialization."""
     config = super().get_config()
     config.update(transfer_mlp=self.transfer_options, project_dim=self.project_dim,
                   stop_gradient=self.stop_gradient, l2_reg=self.l2_reg)

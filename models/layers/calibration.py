@@ -23,15 +23,19 @@ class LogitShift(tf.keras.layers.Layer):
   """
 
   def build(self, input_shape):
+    """Creates `shift`, a non-trainable scalar weight, at 0."""
     self.shift = self.add_weight(name="shift", shape=(), initializer="zeros",
                                  trainable=False)
     super().build(input_shape)
 
   def call(self, p):
+    """Probabilities `[batch, 1]` -> sigmoid(logit(p) + shift) `[batch, 1]`, p clipped
+    away from 0 and 1 first."""
     p = tf.clip_by_value(p, _EPSILON, 1 - _EPSILON)
     return tf.sigmoid(tf.math.log(p) - tf.math.log1p(-p) + self.shift)
 
   def get_config(self):
+    """The base layer's config: LogitShift has no arguments (`shift` is a weight)."""
     return super().get_config()
 
 

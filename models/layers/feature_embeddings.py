@@ -41,6 +41,8 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
             spec["rows"], spec["dim"], name=f"{spec['name']}_embedding")
 
   def call(self, inputs):
+    """`{name: [batch] or [batch, max_tags]}` -> `{name: [batch, dim]}` (`[batch, 1]` for
+    raw features); adds the embedding_regularization loss and metric when it is set."""
     outputs, looked_up = {}, []
     for spec in self.specs:
       name, x = spec["name"], inputs[spec["name"]]
@@ -66,6 +68,7 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
     return outputs
 
   def get_config(self):
+    """The constructor arguments, for Keras serialization."""
     config = super().get_config()
     config.update(specs=self.specs, regularization=self.regularization)
     return config

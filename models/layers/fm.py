@@ -22,6 +22,8 @@ class FM(tf.keras.layers.Layer):
     self.use_variant = bool(use_variant)
 
   def call(self, inputs: Union[Sequence[tf.Tensor], tf.Tensor]):
+    """A list of `[batch, d]` or one `[batch, n, d]` -> `[batch, 1]` (`[batch, d]` with
+    `use_variant`); ValueError for embeddings of several widths or another rank."""
     if isinstance(inputs, (list, tuple)):
       widths = {int(x.shape[-1]) for x in inputs}
       if len(widths) != 1:
@@ -38,6 +40,7 @@ class FM(tf.keras.layers.Layer):
     return pairs if self.use_variant else tf.reduce_sum(pairs, axis=-1, keepdims=True)
 
   def get_config(self):
+    """The constructor arguments, for Keras serialization."""
     config = super().get_config()
     config.update(use_variant=self.use_variant)
     return config

@@ -4,6 +4,8 @@ import tensorflow as tf
 
 
 def positive_units(name, units, allow_empty):
+  """`units` as ints; ValueError naming `name` unless all are positive and, without
+  `allow_empty`, there is at least one."""
   units = [int(u) for u in units]
   if (not units and not allow_empty) or any(u <= 0 for u in units):
     raise ValueError(f"`{name}` must be a {'' if allow_empty else 'non-empty '}"
@@ -12,6 +14,7 @@ def positive_units(name, units, allow_empty):
 
 
 def check_common(num_task, dropout_rate, l2_reg):
+  """ValueError unless num_task >= 1, dropout_rate is in [0, 1) and l2_reg >= 0."""
   if int(num_task) < 1:
     raise ValueError(f"`num_task` must be >= 1. Got {num_task}")
   if not 0.0 <= dropout_rate < 1.0:
@@ -21,6 +24,7 @@ def check_common(num_task, dropout_rate, l2_reg):
 
 
 def check_single_input(layer_name, input_shape):
+  """ValueError unless `input_shape` is one rank-2 shape `[batch, d]`."""
   # A list here is almost surely a caller passing the task towers by mistake.
   if isinstance(input_shape, (list, tuple)) and input_shape and \
       isinstance(input_shape[0], (list, tuple, tf.TensorShape)):

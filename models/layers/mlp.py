@@ -72,12 +72,15 @@ class MLP(tf.keras.layers.Layer):
         self._layers.append(tf.keras.layers.Dropout(rates[i]))
 
   def call(self, inputs, training=None):
+    """`[batch_size, in_dim]` -> `[batch_size, hidden_units[-1]]`; `training` switches
+    batch norm and dropout."""
     x = inputs
     for layer in self._layers:
       x = layer(x, training=training)
     return x
 
   def get_config(self):
+    """The constructor arguments, the defaults resolved, for Keras serialization."""
     config = super().get_config()
     config.update(hidden_units=self.hidden_units, activation=self.activation,
                   use_bn=self.use_bn, dropout_rate=self.dropout_rate,

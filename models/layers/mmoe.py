@@ -52,6 +52,7 @@ class MMoE(tf.keras.layers.Layer):
                         for t in range(self.num_task)]
 
   def build(self, input_shape):
+    """Checks that the input is one `[batch, d]` tensor."""
     check_single_input("MMoE", input_shape)
     super().build(input_shape)
 
@@ -59,6 +60,8 @@ class MMoE(tf.keras.layers.Layer):
   # skipping it saves seconds per trace (it would transpile Keras internals).
   @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
+    """`[batch, d]` -> a list of `num_task` tensors `[batch, expert_units[-1]]`, each
+    task's gated mix of the shared experts."""
     expert_outputs = [e(inputs, training=training) for e in self.experts]
     outputs = []
     for t in range(self.num_task):
@@ -67,9 +70,11 @@ class MMoE(tf.keras.layers.Layer):
     return outputs
 
   def compute_output_shape(self, input_shape):
+    """One `[batch, expert_units[-1]]` shape per task."""
     return task_output_shapes(input_shape, self.expert_units[-1], self.num_task)
 
   def get_config(self):
+    """The constructor arguments, for Keras serialization."""
     config = super().get_config()
     config.update(num_task=self.num_task, num_expert=self.num_expert,
                   expert_units=self.expert_units, gate_units=self.gate_units,

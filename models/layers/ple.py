@@ -83,6 +83,7 @@ class PLE(tf.keras.layers.Layer):
         self.shared_gates.append(gate(f"level_{level}_shared_gate", num_shared_gate_choice))
 
   def build(self, input_shape):
+    """Checks that the input is one `[batch, d]` tensor."""
     check_single_input("PLE", input_shape)
     super().build(input_shape)
 
@@ -96,6 +97,8 @@ class PLE(tf.keras.layers.Layer):
   # skipping it saves seconds per trace (it would transpile Keras internals).
   @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
+    """`[batch, d]` -> a list of `num_task` tensors `[batch, expert_units[-1]]`, the task
+    outputs y_t of the last level."""
     task_inputs = [inputs] * self.num_task
     shared_input = inputs
     for level in range(self.num_level):
@@ -115,9 +118,11 @@ class PLE(tf.keras.layers.Layer):
     return task_inputs
 
   def compute_output_shape(self, input_shape):
+    """One `[batch, expert_units[-1]]` shape per task."""
     return task_output_shapes(input_shape, self.expert_units[-1], self.num_task)
 
   def get_config(self):
+    """The constructor arguments, for Keras serialization."""
     config = super().get_config()
     config.update(num_task=self.num_task, expert_units=self.expert_units,
                   num_level=self.num_level, num_expert_per_task=self.num_expert_per_task,
