@@ -7,16 +7,14 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 from tfx import v1 as tfx
 
-from components.label_blind_split import Split
 from models.config import PipelineConfig
 from pipeline import configs
-from pipeline.pipeline import Extent, create_pipeline
+from pipeline.pipeline import create_pipeline
 from pipeline.schema_check import check_schema
-from pipeline.spans import SpanSettings
 
 
 class _ComponentProgress(logging.Handler):
@@ -135,63 +133,31 @@ def run_local(
     data_root: str,
     pipeline_root: str = configs.DEFAULT_PIPELINE_ROOT,
     serving_dir: str = configs.DEFAULT_SERVING_DIR,
-    model_name: str = configs.MODEL_NAME,
-    pipeline_name: str = configs.PIPELINE_NAME,
     schema_path: str = configs.SCHEMA_PATH,
-    training: Optional[Dict[str, Any]] = None,
-    min_auc: Optional[Dict[str, float]] = None,
-    max_auc_drop: Optional[Dict[str, float]] = None,
-    extent: Extent = Extent.PUSH,
-    enable_cache: bool = True,
-    beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS,
-    data_format: str = "csv",
-    keep_versions: Optional[int] = configs.KEEP_VERSIONS,
-    spans: Optional[SpanSettings] = None,
-    warm_start: bool = configs.WARM_START,
-    split: Split = configs.SPLIT,
+    **graph: Any,
 ) -> str:
-  """Runs the whole pipeline; raises on failure (nothing is pushed then). Returns the
-  path of the SQLite ML Metadata store that recorded the run, for
+  """Runs the pipeline with LocalDagRunner; raises on failure (nothing is pushed then).
+  Returns the path of the SQLite ML Metadata store that recorded the run, for
   report.run_summary.summarize to read it back.
 
-  `min_auc` / `max_auc_drop`: task -> AUC floor / allowed AUC drop against the
-  latest blessed model (models.eval_config defaults for tasks not listed). A
-  model that misses either is not blessed nor pushed, and the summary's
-  `not_blessed` says why. `extent`: how far the graph goes (pipeline.Extent); below
-  PUSH, no gate (and neither may be given). `spans`: one span per run
-  (pipeline.spans.SpanSettings).
-  `beam_pipeline_args` go to every Beam-powered component (pipeline.beam_options).
-  `warm_start`: the Trainer starts from the latest blessed model trained on
-  other data, when the architecture matches (pipeline.create_pipeline).
-  `split`: ExampleGen's train/eval split (components/label_blind_split.py).
+  `graph`: create_pipeline's other arguments (pipeline.pipeline), with its defaults:
+  `extent`, `training`, `min_auc` / `max_auc_drop` (task -> AUC floor / allowed drop
+  against the latest blessed model; a model that misses either is not blessed nor
+  pushed, and the summary's `not_blessed` says why), `spans`, `split`, `warm_start`,
+  `beam_pipeline_args`, `keep_versions`, ... The baseline and warm-start resolvers
+  are the rerun-safe ones: a rerun gets its first run's inputs back, its cached
+  Trainer's model being neither its own baseline nor its own warm-start base.
   """
   check_schema(config, schema_path)
   pipeline_root = os.path.abspath(pipeline_root)
   os.makedirs(pipeline_root, exist_ok=True)
   pipeline = create_pipeline(
-      config=config,
-      schema_path=schema_path,
-      extent=extent,
-      pipeline_name=pipeline_name,
-      pipeline_root=pipeline_root,
-      data_root=os.path.abspath(data_root),
-      serving_dir=os.path.abspath(serving_dir),
-      model_name=model_name,
-      training=training,
-      min_auc=min_auc,
-      max_auc_drop=max_auc_drop,
-      # A rerun must get its first run's inputs back: its cached Trainer's model is
-      # not its own baseline, nor the base model it warm-starts from.
+      config=config, schema_path=schema_path, pipeline_root=pipeline_root,
+      data_root=os.path.abspath(data_root), serving_dir=os.path.abspath(serving_dir),
       rerun_safe_resolvers=True,
-      enable_cache=enable_cache,
-      beam_pipeline_args=beam_pipeline_args,
-      data_format=data_format,
-      keep_versions=keep_versions,
-      spans=spans,
-      warm_start=warm_start,
-      split=split,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          configs.metadata_path(pipeline_root)))
+          configs.metadata_path(pipeline_root)),
+      **graph)
   try:
     with component_progress(), _own_argv_only():
       tfx.orchestration.LocalDagRunner().run(pipeline)

@@ -1,6 +1,11 @@
-"""What the expert-gate layers (MMoE, PLE) share: argument checks and the gated mix."""
+"""What the expert-gate layers (MMoE, PLE) share: their base class, argument checks and
+the gated mix."""
+
+from typing import Sequence, Tuple
 
 import tensorflow as tf
+
+from models.layers.mlp import MLP
 
 
 def positive_units(name, units, allow_empty):
@@ -43,3 +48,50 @@ def mix(expert_outputs, gate_logits):
 def task_output_shapes(input_shape, units: int, num_task: int):
   """One `[batch, units]` shape per task."""
   return [tf.TensorShape(input_shape)[:-1].concatenate([units])] * num_task
+
+
+class ExpertGateLayer(tf.keras.layers.Layer):
+  """Base of MMoE and PLE: one input `[batch, d]` -> a list of `num_task` tensors
+  `[batch, expert_units[-1]]`, experts and gates built from one set of MLP settings.
+
+  A subclass calls `_set_common` first and names its own constructor arguments in
+  `OWN_CONFIG`, which `get_config` returns with the shared ones.
+  """
+  OWN_CONFIG: Tuple[str, ...] = ()
+  _COMMON_CONFIG = ("num_task", "expert_units", "gate_units", "use_bn", "dropout_rate",
+                    "l2_reg")
+
+  def _set_common(self, num_task: int, expert_units: Sequence[int],
+                  gate_units: Sequence[int], use_bn: bool, dropout_rate: float,
+                  l2_reg: float) -> None:
+    check_common(num_task, dropout_rate, l2_reg)
+    self.num_task = int(num_task)
+    self.expert_units = positive_units("expert_units", expert_units, allow_empty=False)
+    self.gate_units = positive_units("gate_units", gate_units, allow_empty=True)
+    self.use_bn, self.dropout_rate, self.l2_reg = use_bn, dropout_rate, l2_reg
+
+  def _mlp(self, units: Sequence[int], name: str) -> MLP:
+    """An expert or gate MLP with the layer's batch norm, dropout and L2 settings."""
+    return MLP(units, name=name, use_bn=self.use_bn, dropout_rate=self.dropout_rate,
+               l2_reg=self.l2_reg)
+
+  def _gate_logits_layer(self, num_choice: int, name: str) -> tf.keras.layers.Dense:
+    """A gate's linear `num_choice`-way layer; no activation: the softmax in `mix`
+    turns it into the gate."""
+    reg = tf.keras.regularizers.l2(self.l2_reg) if self.l2_reg else None
+    return tf.keras.layers.Dense(num_choice, kernel_regularizer=reg, name=name)
+
+  def build(self, input_shape):
+    """Checks that the input is one `[batch, d]` tensor."""
+    check_single_input(type(self).__name__, input_shape)
+    super().build(input_shape)
+
+  def compute_output_shape(self, input_shape):
+    """One `[batch, expert_units[-1]]` shape per task."""
+    return task_output_shapes(input_shape, self.expert_units[-1], self.num_task)
+
+  def get_config(self):
+    """The constructor arguments, for Keras serialization."""
+    config = super().get_config()
+    config.update({name: getattr(self, name) for name in self._COMMON_CONFIG + self.OWN_CONFIG})
+    return config

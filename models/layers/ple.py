@@ -17,13 +17,11 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from models.layers.mlp import MLP
-from models.layers.gating import (check_common, check_single_input, mix, positive_units,
-                                  task_output_shapes)
+from models.layers.gating import ExpertGateLayer, mix
 
 
 @tf.keras.utils.register_keras_serializable(package="aitm")
-class PLE(tf.keras.layers.Layer):
+class PLE(ExpertGateLayer):
   """Input `[batch, d]` -> list of `num_task` tensors `[batch, expert_units[-1]]`.
 
   Every expert on every level is an MLP with `expert_units`, so levels after
@@ -31,40 +29,31 @@ class PLE(tf.keras.layers.Layer):
   with `gate_units` followed by a linear layer and a softmax over the experts
   it mixes: task t's own plus the shared ones, or, for the shared gate, all.
   """
+  OWN_CONFIG = ("num_level", "num_expert_per_task", "num_expert_share")
 
   def __init__(self, num_task: int, expert_units: Sequence[int], num_level: int = 2,
                num_expert_per_task: int = 1, num_expert_share: int = 1,
                gate_units: Sequence[int] = (), use_bn: bool = False,
                dropout_rate: float = 0.0, l2_reg: float = 0.0, **kwargs):
     super().__init__(**kwargs)
-    check_common(num_task, dropout_rate, l2_reg)
+    self._set_common(num_task, expert_units, gate_units, use_bn, dropout_rate, l2_reg)
     for name, value in (("num_level", num_level),
                         ("num_expert_per_task", num_expert_per_task),
                         ("num_expert_share", num_expert_share)):
       if int(value) < 1:
         raise ValueError(f"`{name}` must be >= 1. Got {value}")
-    self.num_task = int(num_task)
-    self.expert_units = positive_units("expert_units", expert_units, allow_empty=False)
     self.num_level = int(num_level)
     self.num_expert_per_task = int(num_expert_per_task)
     self.num_expert_share = int(num_expert_share)
-    self.gate_units = positive_units("gate_units", gate_units, allow_empty=True)
-    self.use_bn = use_bn
-    self.dropout_rate = dropout_rate
-    self.l2_reg = l2_reg
-
-    mlp_args = dict(use_bn=use_bn, dropout_rate=dropout_rate, l2_reg=l2_reg)
-    reg = tf.keras.regularizers.l2(l2_reg) if l2_reg else None
 
     def expert(name):
-      return MLP(self.expert_units, name=name, **mlp_args)
+      return self._mlp(self.expert_units, name)
 
     def gate(name, num_choice):
       # The MLP (if any) and the logits layer are kept as a pair so call() can
       # skip the MLP without a separate branch per gate kind.
-      mlp = MLP(self.gate_units, name=f"{name}_mlp", **mlp_args) if self.gate_units else None
-      logits = tf.keras.layers.Dense(num_choice, kernel_regularizer=reg, name=name)
-      return [mlp, logits] if mlp is not None else [logits]
+      mlp = [self._mlp(self.gate_units, f"{name}_mlp")] if self.gate_units else []
+      return mlp + [self._gate_logits_layer(num_choice, name)]
 
     num_task_gate_choice = self.num_expert_per_task + self.num_expert_share
     num_shared_gate_choice = self.num_task * self.num_expert_per_task + self.num_expert_share
@@ -81,11 +70,6 @@ class PLE(tf.keras.layers.Layer):
                               for t in range(self.num_task)])
       if level < self.num_level - 1:
         self.shared_gates.append(gate(f"level_{level}_shared_gate", num_shared_gate_choice))
-
-  def build(self, input_shape):
-    """Checks that the input is one `[batch, d]` tensor."""
-    check_single_input("PLE", input_shape)
-    super().build(input_shape)
 
   @staticmethod
   def _gate_logits(gate, x, training):
@@ -116,17 +100,3 @@ class PLE(tf.keras.layers.Layer):
         shared_input = mix(all_out, shared_logits)
       task_inputs = next_task_inputs
     return task_inputs
-
-  def compute_output_shape(self, input_shape):
-    """One `[batch, expert_units[-1]]` shape per task."""
-    return task_output_shapes(input_shape, self.expert_units[-1], self.num_task)
-
-  def get_config(self):
-    """The constructor arguments, for Keras serialization."""
-    config = super().get_config()
-    config.update(num_task=self.num_task, expert_units=self.expert_units,
-                  num_level=self.num_level, num_expert_per_task=self.num_expert_per_task,
-                  num_expert_share=self.num_expert_share, gate_units=self.gate_units,
-                  use_bn=self.use_bn, dropout_rate=self.dropout_rate,
-                  l2_reg=self.l2_reg)
-    return config
