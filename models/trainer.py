@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -104,6 +104,8 @@ def _record_shard(files, tf_transform_output, config, batch_size, shuffle, shuff
 
 
 def count_records(file_patterns) -> int:
+  """The number of records in the GZIP TFRecord files matching `file_patterns`
+  (Transform's output of a split): its rows, counted by reading every one."""
   files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
   dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
   return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
@@ -130,8 +132,8 @@ class LossTerms(tf.keras.callbacks.Callback):
 
 
 class StepBudget(tf.keras.callbacks.Callback):
-  """Ends training after exactly `steps` optimizer steps, mid-epoch if need be
-  (Keras still runs that epoch's eval), and counts the steps taken. Every
+  """Ends training after exactly `steps` optimizer steps (None: no budget), mid-epoch
+  if need be (Keras still runs that epoch's eval), and counts the steps taken. Every
   worker of a multi-worker run stops at the same step."""
 
   def __init__(self, steps: Optional[int]):
@@ -145,7 +147,9 @@ class StepBudget(tf.keras.callbacks.Callback):
 
 
 class ProgressLogger(tf.keras.callbacks.Callback):
-  """Prints epoch, step, loss and examples/s while training."""
+  """Prints epoch, step, loss and examples/s every `every` steps while training, and
+  at each epoch's end its time and eval loss and AUCs. `batch_size`: the rows one step
+  consumes (the global batch)."""
 
   def __init__(self, batch_size: int, steps_per_epoch: int, every: int):
     super().__init__()
@@ -185,7 +189,12 @@ def auc_metric(num_thresholds: int = 200, name: str = "auc") -> tf.keras.metrics
 
 
 def compile_model(model, config, training: TrainingConfig, total_steps=None):
-  """`total_steps`: the planned step budget, which the default learning rate
+  """Compiles `model` for training: the config's optimizer (`make_optimizer`), a binary
+  cross-entropy per task weighted by its classification weight, and an `auc_metric`
+  per task (with the tower's first `auc` metric's thresholds; Keras logs it as
+  `<task>_auc`, `val_<task>_auc` on the eval split).
+
+  `total_steps`: the planned step budget, which the default learning rate
   schedule spans."""
   towers = {t.tower_name: t for t in config.proto.model_config.model_params.task_towers}
   metrics = {}
@@ -228,7 +237,8 @@ def _dense_small_gradients(optimizer, limit: int = DENSE_GRADIENT_LIMIT) -> None
 
 def build_compiled_model(config, embedding_rows: Dict[str, int], training: TrainingConfig,
                          strategy=None, total_steps=None):
-  """build_model + compile_model under `strategy`'s scope (default: the default
+  """The config's model, built (build_model, `embedding_rows`: feature -> its table's
+  rows) and compiled (compile_model) under `strategy`'s scope (default: the default
   strategy), so the variables, the optimizer's slots and the metrics are the
   strategy's (mirrored on each replica)."""
   strategy = strategy or tf.distribute.get_strategy()
@@ -294,7 +304,11 @@ def _inputs(strategy, worker, fn_args, tf_transform_output, config, training, re
 
 @dataclasses.dataclass
 class TrainResult:
-  """What `train` did on this worker (run_fn discards it; tests read it)."""
+  """What `train` did on this worker (run_fn discards it; tests read it): the trained
+  model (under the strategy; the chief exported a copy of its weights), Keras' history
+  (metric -> one value per epoch), the settings sized to the data, this worker, the
+  replicas in sync, the steps per epoch and the training summary (SUMMARY_FILE's
+  content, also on the workers that do not write it)."""
   model: Any
   history: Dict[str, list]
   training: TrainingConfig
@@ -312,7 +326,10 @@ def calibrate(model: tf.keras.Model, config, dataset) -> Dict[str, Dict[str, flo
   """Sets each task's calibration intercept (models/layers/calibration.py) so that its
   mean prediction over the dataset's rows (at most CALIBRATION_ROWS; the Trainer passes
   the eval split) is their label rate; returns task -> {mean_prediction (before),
-  label_rate, shift (the new value)}."""
+  label_rate, shift (the new value)}.
+
+  `dataset`: (features, labels) batches as `_dataset` makes them, labels float32
+  `[batch]` by task; the model's outputs are probabilities `[batch, 1]` by task."""
   predictions = {t.name: [] for t in config.tasks}
   labels = {t.name: [] for t in config.tasks}
   rows = 0
@@ -336,7 +353,8 @@ def calibrate(model: tf.keras.Model, config, dataset) -> Dict[str, Dict[str, flo
 
 
 def run_fn(fn_args: FnArgs):
-  """TFX Trainer entry point (Trainer(run_fn='models.trainer.run_fn'))."""
+  """TFX Trainer entry point (Trainer(run_fn='models.trainer.run_fn')): `train`,
+  its result discarded."""
   train(fn_args)
 
 
@@ -348,13 +366,57 @@ def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback
   `extra_callbacks` (benchmarks) run after the Trainer's own, so at the end of
   training they see the weights that are exported."""
   skip_tf_keras()
+  run = _prepare(fn_args)
+  model = build_compiled_model(run.config, run.embedding_rows, run.training, run.strategy,
+                               total_steps=run.total_steps)
+  # Asked for, a warm start is always recorded: also why it did not happen.
+  warm = None
+  if fn_args.base_model or fn_args.custom_config.get(WARM_START_KEY):
+    warm = warm_start.start_from(fn_args.base_model, model, run.config, run.tf_transform_output)
+  _log_plan(run, model, warm)
+  history, steps, seconds = _fit(run, model, fn_args, extra_callbacks)
+  calibration = _export(run, model, fn_args) if run.worker.is_chief else None
+  summary = _summary(run, model, history, steps, seconds, warm, calibration)
+  if run.worker.is_chief:
+    _write_summary(fn_args.model_run_dir, summary)
+  if run.worker.count > 1:
+    # No worker returns before the chief's files are complete: TFX's executor
+    # then checks, on each worker, that the model exists at the shared output.
+    distribution.barrier(run.strategy)
+  return TrainResult(model, history, run.training, run.worker, run.replicas,
+                     run.steps_per_epoch, summary)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """One worker's run, as `_prepare` sized it to the train split."""
+  config: Any
+  training: TrainingConfig  # sized: batch_size (per replica) and max_epochs filled
+  worker: distribution.Worker
+  strategy: tf.distribute.Strategy
+  replicas: int
+  tf_transform_output: tft.TFTransformOutput
+  train_rows: int  # all of them, whatever this worker's shard
+  steps_per_epoch: int
+  embedding_rows: Dict[str, int]  # feature -> its table's rows
+  total_steps: int  # the planned budget the default learning rate schedule spans
+
+  @property
+  def early_stopping(self) -> bool:
+    # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
+    # the step budget is ours and early stopping on the mean eval AUC may end it.
+    return self.training.num_steps is None
+
+  @property
+  def global_batch(self) -> int:
+    return self.training.global_batch_size(self.replicas)
+
+
+def _prepare(fn_args: FnArgs) -> _Run:
+  """Reads the config and settings, makes the strategy, sizes the run to the train
+  split and seeds the random generators (before the model's weights are drawn)."""
   config = parse_config(fn_args.custom_config[CONFIG_KEY], source="Trainer custom_config")
-  overrides = dict(fn_args.custom_config.get(TRAINING_KEY) or {})
-  if fn_args.train_steps and "num_steps" not in overrides:
-    # The Trainer's TrainArgs.num_steps (on Kubeflow the train_args runtime
-    # parameter) wins over the config's train_config.num_steps.
-    overrides["num_steps"] = int(fn_args.train_steps)
-  settings = TrainingConfig.from_config(config.proto, overrides)
+  settings = TrainingConfig.from_config(config.proto, _overrides(fn_args))
   worker = distribution.worker_for(settings)
   # First: MultiWorkerMirroredStrategy sets up the cluster's collective ops.
   strategy = distribution.make_strategy(settings)
@@ -366,30 +428,38 @@ def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback
   steps_per_epoch = training.steps_per_epoch(train_rows, replicas)
   if training.seed is not None:
     tf.keras.utils.set_random_seed(training.seed)
-
   rows = {f.name: embedding_rows(f, tf_transform_output) for f in config.features}
-  total_steps = training.num_steps or steps_per_epoch * training.max_epochs
-  model = build_compiled_model(config, rows, training, strategy, total_steps=total_steps)
-  # Asked for, a warm start is always recorded: also why it did not happen.
-  warm = None
-  if fn_args.base_model or fn_args.custom_config.get(WARM_START_KEY):
-    warm = warm_start.start_from(fn_args.base_model, model, config, tf_transform_output)
-  # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
-  # the step budget is ours and early stopping on the mean eval AUC may end it.
-  early_stopping = training.num_steps is None
-  global_batch = training.global_batch_size(replicas)
+  return _Run(config, training, worker, strategy, replicas, tf_transform_output, train_rows,
+              steps_per_epoch, rows,
+              total_steps=training.num_steps or steps_per_epoch * training.max_epochs)
+
+
+def _overrides(fn_args: FnArgs) -> Dict[str, Any]:
+  """The custom_config's training overrides, with the Trainer's num_steps."""
+  overrides = dict(fn_args.custom_config.get(TRAINING_KEY) or {})
+  if fn_args.train_steps and "num_steps" not in overrides:
+    # The Trainer's TrainArgs.num_steps (on Kubeflow the train_args runtime
+    # parameter) wins over the config's train_config.num_steps.
+    overrides["num_steps"] = int(fn_args.train_steps)
+  return overrides
+
+
+def _log_plan(run: _Run, model: tf.keras.Model, warm: Optional[warm_start.Decision]) -> None:
+  """Prints what is about to be trained: the cluster (when distributed), the model's
+  size and the schedule, the warm start's outcome (on the chief), a null model."""
+  training, worker, replicas = run.training, run.worker, run.replicas
   if worker.count > 1 or replicas > 1:
     print(f"  [Trainer] {training.distribute}: worker {worker.index + 1}/{worker.count}"
           f"{' (chief)' if worker.is_chief else ''}, {replicas} replica(s) in sync, batch "
-          f"{training.batch_size} per replica = {global_batch} per step"
+          f"{training.batch_size} per replica = {run.global_batch} per step"
           + (f"; its shard: records {worker.index}, {worker.index + worker.count}, "
              f"{worker.index + 2 * worker.count}, ... of the train split"
              if worker.count > 1 else ""), flush=True)
-  print(f"  [Trainer] {config.proto.model_config.model_name or 'model'}: "
-        f"{model.count_params():,} parameters; {train_rows:,} train rows, batch "
-        f"{global_batch}, {steps_per_epoch} steps x "
+  print(f"  [Trainer] {run.config.proto.model_config.model_name or 'model'}: "
+        f"{model.count_params():,} parameters; {run.train_rows:,} train rows, batch "
+        f"{run.global_batch}, {run.steps_per_epoch} steps x "
         + (f"up to {training.max_epochs} epochs, early stopping on mean eval AUC"
-           if early_stopping else
+           if run.early_stopping else
            f"{training.max_epochs} epochs (num_steps {training.num_steps}, no early stopping)"),
         flush=True)
   if warm is not None and worker.is_chief:
@@ -398,81 +468,107 @@ def train(fn_args: FnArgs, extra_callbacks: Sequence[tf.keras.callbacks.Callback
     print("  [Trainer] shuffle_labels is set: training a null model on permuted labels",
           flush=True)
 
-  train_input, evaluation, eval_rows = _inputs(strategy, worker, fn_args, tf_transform_output,
-                                               config, training, replicas)
-  if eval_rows is not None and worker.is_chief:
+
+def _fit(run: _Run, model: tf.keras.Model, fn_args: FnArgs,
+         extra_callbacks: Sequence[tf.keras.callbacks.Callback]
+         ) -> Tuple[Dict[str, list], int, float]:
+  """Trains `model` on the train split, evaluated on the eval split after each epoch;
+  returns Keras' history (metric -> one value per epoch), the optimizer steps taken
+  and the seconds training took."""
+  train_input, evaluation, eval_rows = _inputs(run.strategy, run.worker, fn_args,
+                                               run.tf_transform_output, run.config,
+                                               run.training, run.replicas)
+  if eval_rows is not None and run.worker.is_chief:
     print(f"  [Trainer] eval after each epoch: {eval_rows:,} rows (whole global batches)",
           flush=True)
-  budget = StepBudget(training.num_steps)
-  callbacks = [LossTerms([t.name for t in config.tasks]), budget]
-  if early_stopping:
+  budget = StepBudget(run.training.num_steps)
+  callbacks = _callbacks(run, budget, fn_args.model_run_dir) + list(extra_callbacks)
+  start = time.time()
+  history = model.fit(train_input, validation_data=evaluation, epochs=run.training.max_epochs,
+                      steps_per_epoch=run.steps_per_epoch, verbose=0, callbacks=callbacks)
+  return history.history, budget.taken, time.time() - start
+
+
+def _callbacks(run: _Run, budget: StepBudget, log_dir: str
+               ) -> List[tf.keras.callbacks.Callback]:
+  """The Trainer's own callbacks, in the order Keras calls them: LossTerms first,
+  since early stopping reads the val_mean_auc it adds."""
+  callbacks = [LossTerms([t.name for t in run.config.tasks]), budget]
+  if run.early_stopping:
     # Every worker decides alike: the eval metrics are all-reduced.
     callbacks.append(tf.keras.callbacks.EarlyStopping(
-        monitor="val_mean_auc", mode="max", patience=training.patience,
+        monitor="val_mean_auc", mode="max", patience=run.training.patience,
         restore_best_weights=True))
   # Keras points a non-chief worker's TensorBoard at a temporary workertemp_<i>.
-  callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
-                                                  update_freq="epoch"))
-  if worker.is_chief:
-    callbacks.append(ProgressLogger(global_batch, steps_per_epoch, training.log_every_steps))
-  callbacks += list(extra_callbacks)
-  start = time.time()
-  history = model.fit(train_input, validation_data=evaluation, epochs=training.max_epochs,
-                      steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
-  seconds = time.time() - start
-  calibration = None
-  if worker.is_chief:
-    export = model
-    if training.distribute != "NoStrategy":
-      # A plain copy of the trained weights: the serving signatures call the model
-      # outside any replica, where its strategy's metric updates can't run, and
-      # the SavedModel should not depend on the cluster. Its variables are local,
-      # so saving is no collective and the other workers have nothing to save.
-      export = build_compiled_model(config, rows, training, total_steps=total_steps)
-      export.set_weights(model.get_weights())
-    # On the eval split, not the train rows: the model has partly memorized the train
-    # rows (a repeated user-ad pair's clicks), so its mean prediction there runs above
-    # what it predicts for impressions it has not seen. At 500k rows the purchase rate
-    # fitted on the train rows came out 10% low on held-out rows (bench/quality.py).
-    calibration = calibrate(export, config, _dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config,
-        CALIBRATION_BATCH, shuffle=False, shuffle_buffer=0, repeat=False))
-    print("  [Trainer] calibrated on the eval split (mean prediction -> label rate, logit "
-          "shift): " + ", ".join(
-              f"{task} {c['mean_prediction']:.4f} -> {c['label_rate']:.4f} "
-              f"({c['shift']:+.3f})" for task, c in calibration.items()), flush=True)
-    export.save(fn_args.serving_model_dir, save_format="tf",
-                signatures=make_signatures(export, tf_transform_output, config))
-    warm_start.write_snapshot(warm_start.snapshot_dir(fn_args.serving_model_dir),
-                              warm_start.snapshot(export, config, tf_transform_output))
+  callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+  if run.worker.is_chief:
+    callbacks.append(ProgressLogger(run.global_batch, run.steps_per_epoch,
+                                    run.training.log_every_steps))
+  return callbacks
 
-  scores = history.history["val_mean_auc"]
+
+def _export(run: _Run, model: tf.keras.Model, fn_args: FnArgs) -> Dict[str, Dict[str, float]]:
+  """The chief's outputs: calibrates the trained weights on the eval split and saves
+  them as the SavedModel at `serving_model_dir`, with the warm-start snapshot next to
+  it; returns the calibration (`calibrate`'s result)."""
+  export = model
+  if run.training.distribute != "NoStrategy":
+    # A plain copy of the trained weights: the serving signatures call the model
+    # outside any replica, where its strategy's metric updates can't run, and
+    # the SavedModel should not depend on the cluster. Its variables are local,
+    # so saving is no collective and the other workers have nothing to save.
+    export = build_compiled_model(run.config, run.embedding_rows, run.training,
+                                  total_steps=run.total_steps)
+    export.set_weights(model.get_weights())
+  # On the eval split, not the train rows: the model has partly memorized the train
+  # rows (a repeated user-ad pair's clicks), so its mean prediction there runs above
+  # what it predicts for impressions it has not seen. At 500k rows the purchase rate
+  # fitted on the train rows came out 10% low on held-out rows (bench/quality.py).
+  calibration = calibrate(export, run.config, _dataset(
+      fn_args.eval_files, fn_args.data_accessor, run.tf_transform_output, run.config,
+      CALIBRATION_BATCH, shuffle=False, shuffle_buffer=0, repeat=False))
+  print("  [Trainer] calibrated on the eval split (mean prediction -> label rate, logit "
+        "shift): " + ", ".join(
+            f"{task} {c['mean_prediction']:.4f} -> {c['label_rate']:.4f} "
+            f"({c['shift']:+.3f})" for task, c in calibration.items()), flush=True)
+  export.save(fn_args.serving_model_dir, save_format="tf",
+              signatures=make_signatures(export, run.tf_transform_output, run.config))
+  warm_start.write_snapshot(warm_start.snapshot_dir(fn_args.serving_model_dir),
+                            warm_start.snapshot(export, run.config, run.tf_transform_output))
+  return calibration
+
+
+def _summary(run: _Run, model: tf.keras.Model, history: Dict[str, list], steps: int,
+             seconds: float, warm: Optional[warm_start.Decision],
+             calibration: Optional[Dict[str, Dict[str, float]]]) -> Dict[str, Any]:
+  """The training summary (SUMMARY_FILE): the data and settings, the schedule run,
+  the exported epoch's eval AUCs, the warm start and the calibration."""
+  training, scores = run.training, history["val_mean_auc"]
   # The exported weights: the best epoch's when early stopping restored them, else the last.
-  best = max(range(len(scores)), key=scores.__getitem__) if early_stopping else len(scores) - 1
+  best = (max(range(len(scores)), key=scores.__getitem__) if run.early_stopping
+          else len(scores) - 1)
   summary = {
-      "model_name": config.proto.model_config.model_name,
+      "model_name": run.config.proto.model_config.model_name,
       "parameters": int(model.count_params()),
-      "train_rows": train_rows, "batch_size": training.batch_size,
+      "train_rows": run.train_rows, "batch_size": training.batch_size,
       "seed": training.seed, "shuffle_labels": training.shuffle_labels,
       "epochs_run": len(scores), "exported_epoch": best + 1,
-      "steps": budget.taken, "train_seconds": round(seconds, 1),
-      "eval_auc": {t.name: float(history.history[f"val_{t.name}_auc"][best])
-                   for t in config.tasks},
+      "steps": steps, "train_seconds": round(seconds, 1),
+      "eval_auc": {t.name: float(history[f"val_{t.name}_auc"][best])
+                   for t in run.config.tasks},
       # None: not asked for; else where from, or why a fresh start.
       "warm_start": warm.summary() if warm is not None else None,
       # task -> mean prediction before, label rate, the logit shift set (the chief's)
       "calibration": calibration,
   }
   if training.distribute != "NoStrategy":  # batch_size is per replica
-    summary.update(distribute=training.distribute, workers=worker.count, replicas=replicas,
-                   global_batch_size=global_batch)
-  if worker.is_chief:
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as f:
-      json.dump(summary, f, indent=2)
-  if worker.count > 1:
-    # No worker returns before the chief's files are complete: TFX's executor
-    # then checks, on each worker, that the model exists at the shared output.
-    distribution.barrier(strategy)
-  return TrainResult(model, history.history, training, worker, replicas, steps_per_epoch,
-                     summary)
+    summary.update(distribute=training.distribute, workers=run.worker.count,
+                   replicas=run.replicas, global_batch_size=run.global_batch)
+  return summary
+
+
+def _write_summary(model_run_dir: str, summary: Dict[str, Any]) -> None:
+  """Writes `summary` as JSON to SUMMARY_FILE in the ModelRun artifact."""
+  tf.io.gfile.makedirs(model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
+    json.dump(summary, f, indent=2)
