@@ -89,6 +89,8 @@ NO_REPEATS = Repeats(share=0.0)
 
 @dataclasses.dataclass(frozen=True)
 class Rates:
+  """The target shares of impressions clicked, bought (and with `with_cart`,
+  added to the cart); the base rates of generate's funnel are solved for them."""
   click: float = 0.05
   buy: float = 0.005
   cart: float = 0.015  # only with_cart
@@ -145,6 +147,282 @@ def price_level(price: np.ndarray) -> np.ndarray:
   return np.clip(np.floor((np.log1p(price) - 1.0) * 8), 0, PRICE_LEVELS - 1).astype(int)
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+  """Probabilities from logits."""
+  return 1 / (1 + np.exp(-logits))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sizes:
+  """How many users, ads and ad hierarchy entities a world of `rows` impressions has."""
+  users: int
+  ads: int
+  campaigns: int
+  customers: int
+  brands: int
+  cates: int
+
+
+def _sizes(rows: int) -> _Sizes:
+  """About 20 impressions per user and 40 per ad, with floors for small worlds."""
+  n_ads = max(100, rows // 40)
+  n_campaigns = max(50, n_ads // 3)
+  n_customers = max(30, n_campaigns // 2)
+  return _Sizes(users=max(200, rows // 20), ads=n_ads, campaigns=n_campaigns,
+                customers=n_customers, brands=max(40, n_customers // 2),
+                cates=min(300, max(30, rows // 500)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ads:
+  """Per-ad hierarchy, taste vector, qualities and price; `*_noise` are the per-ad
+  parts (AD_NOISE) inside `vec`, `quality` and `buy_quality`."""
+  cate_vec: np.ndarray    # per category
+  brand_vec: np.ndarray   # per brand
+  cate: np.ndarray
+  campaign: np.ndarray
+  customer: np.ndarray
+  brand: np.ndarray
+  vec: np.ndarray
+  vec_noise: np.ndarray
+  quality: np.ndarray
+  quality_noise: np.ndarray
+  buy_quality: np.ndarray
+  buy_quality_noise: np.ndarray
+  price: np.ndarray
+
+  def without_personal_parts(self) -> "_Ads":
+    """The same ads with the per-ad parts taken out."""
+    return dataclasses.replace(self, vec=self.vec - self.vec_noise,
+                               quality=self.quality - self.quality_noise,
+                               buy_quality=self.buy_quality - self.buy_quality_noise)
+
+
+def _draw_ads(rng, sizes: _Sizes) -> _Ads:
+  """Ads: a hierarchy adgroup -> campaign -> customer -> brand, and a category.
+  An ad's taste vector and quality come mostly from its category, brand and
+  customer (seen thousands of times in the data), a little from the ad itself."""
+  cate_vec = rng.normal(size=(sizes.cates, LATENT_DIM))
+  cate = rng.integers(0, sizes.cates, sizes.ads)
+  campaign = rng.integers(0, sizes.campaigns, sizes.ads)
+  campaign_customer = rng.integers(0, sizes.customers, sizes.campaigns)
+  customer_brand = rng.integers(0, sizes.brands, sizes.customers)
+  customer = campaign_customer[campaign]
+  brand = customer_brand[customer]
+  vec_noise = AD_NOISE * rng.normal(size=(sizes.ads, LATENT_DIM))
+  cate_quality = rng.normal(0, 0.4, sizes.cates)
+  brand_quality = rng.normal(0, 0.3, sizes.brands)
+  customer_buy_quality = rng.normal(0, 0.5, sizes.customers)
+  quality_noise = rng.normal(0, AD_NOISE * 0.4, sizes.ads)
+  buy_quality_noise = rng.normal(0, AD_NOISE * 0.4, sizes.ads)
+  price = np.round(np.exp(rng.normal(4.0, 1.0, sizes.ads)), 2)
+  brand_vec = rng.normal(size=(sizes.brands, LATENT_DIM))
+  return _Ads(
+      cate_vec=cate_vec, brand_vec=brand_vec, cate=cate, campaign=campaign,
+      customer=customer, brand=brand, vec=cate_vec[cate] + vec_noise, vec_noise=vec_noise,
+      quality=cate_quality[cate] + brand_quality[brand] + quality_noise,
+      quality_noise=quality_noise,
+      buy_quality=customer_buy_quality[customer] + buy_quality_noise,
+      buy_quality_noise=buy_quality_noise, price=price)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Users:
+  """Per-user profile columns, taste vector, activity and tag lists; `vec_noise`
+  and `activity_noise` are the personal parts (USER_NOISE)."""
+  segid: np.ndarray
+  group: np.ndarray
+  gender: np.ndarray
+  age: np.ndarray
+  pvalue: np.ndarray
+  shopping: np.ndarray
+  occupation: np.ndarray
+  new_class: np.ndarray
+  pvalue_missing: np.ndarray
+  new_class_missing: np.ndarray
+  vec: np.ndarray
+  vec_noise: np.ndarray   # before the 1 / sqrt(LATENT_DIM) scaling of vec
+  activity: np.ndarray
+  activity_noise: np.ndarray
+  cates: List[np.ndarray]   # tag_category_list, category indices
+  brands: List[np.ndarray]  # tag_brand_list, brand indices
+
+  def without_personal_parts(self) -> "_Users":
+    """The same users with the personal parts taken out."""
+    return dataclasses.replace(self, vec=self.vec - self.vec_noise / np.sqrt(LATENT_DIM),
+                               activity=self.activity - self.activity_noise)
+
+
+def _draw_users(rng, n_users: int, ads: _Ads) -> _Users:
+  """Users: profile columns; a latent taste that follows the profile (segment,
+  age, gender) plus a personal part; tag lists that follow the taste."""
+  segid = rng.integers(0, 98, n_users)
+  group = rng.integers(0, 13, n_users)
+  gender = rng.integers(1, 3, n_users)
+  age = rng.integers(0, 7, n_users)
+  pvalue = rng.integers(1, 4, n_users)
+  shopping = rng.integers(1, 4, n_users)
+  occupation = rng.integers(0, 2, n_users)
+  new_class = rng.integers(1, 5, n_users)
+  pvalue_missing = rng.random(n_users) < 0.3
+  new_class_missing = rng.random(n_users) < 0.2
+  profile_vec = (0.8 * rng.normal(size=(98, LATENT_DIM))[segid]
+                 + 0.5 * rng.normal(size=(7, LATENT_DIM))[age]
+                 + 0.4 * rng.normal(size=(3, LATENT_DIM))[gender])
+  vec_noise = USER_NOISE * rng.normal(size=(n_users, LATENT_DIM))
+  vec = (profile_vec + vec_noise) / np.sqrt(LATENT_DIM)
+  activity_noise = rng.normal(0, USER_NOISE * 0.4, n_users)
+  activity = (0.3 * (shopping - 2) + np.array([0.0, 0.3, 0.1, -0.1, -0.3])[new_class]
+              + 0.2 * occupation + activity_noise)
+  return _Users(
+      segid=segid, group=group, gender=gender, age=age, pvalue=pvalue, shopping=shopping,
+      occupation=occupation, new_class=new_class, pvalue_missing=pvalue_missing,
+      new_class_missing=new_class_missing, vec=vec, vec_noise=vec_noise,
+      activity=activity, activity_noise=activity_noise,
+      cates=_tags(rng, 2.0 * vec @ ads.cate_vec.T, 5, 0.1),
+      brands=_tags(rng, 2.0 * vec @ ads.brand_vec.T, 4, 0.25))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Impressions:
+  """Per row: user and ad index, placement, and whether the ad's category / brand
+  is in the user's tag lists."""
+  user: np.ndarray
+  ad: np.ndarray
+  pid: np.ndarray
+  cate_match: np.ndarray
+  brand_match: np.ndarray
+
+
+def _draw_impressions(rng, rows: int, seed: int, repeats: Repeats, users: _Users,
+                      ads: _Ads) -> _Impressions:
+  """Impressions: popular users and ads are seen more often, by a power law whose
+  head is flattened (rank + 10): a plain Zipf draw gave one user a quarter of
+  all impressions."""
+  n_users, n_ads = len(users.segid), len(ads.cate)
+  user = rng.choice(n_users, size=rows, p=_popularity(n_users, 1.1))
+  user = rng.permutation(n_users)[user]
+  ad_popularity = _popularity(n_ads, 1.0)
+  ad = rng.choice(n_ads, size=rows, p=ad_popularity)
+  ad_of_rank = rng.permutation(n_ads)
+  ad = ad_of_rank[ad]
+  pid = rng.integers(0, 2, rows)
+  if repeats.share > 0:
+    ad = _repeat_pairs(np.random.default_rng([seed, 1]), user, ad, n_users,
+                       ad_of_rank, ad_popularity, repeats)
+  cate_sets = [set(t.tolist()) for t in users.cates]
+  brand_sets = [set(t.tolist()) for t in users.brands]
+  cate_match = np.array([c in s for c, s in zip(ads.cate[ad], (cate_sets[u] for u in user))])
+  brand_match = np.array([b in s for b, s in zip(ads.brand[ad], (brand_sets[u] for u in user))])
+  return _Impressions(user, ad, pid, cate_match, brand_match)
+
+
+def _logits(users: _Users, ads: _Ads, shown: _Impressions) -> Tuple[np.ndarray, np.ndarray]:
+  """Per impression, the click and the buy-given-click logit before the base rates."""
+  user, ad = shown.user, shown.ad
+  price_sensitivity = np.array([0.0, 0.9, 0.6, 0.3])[users.pvalue[user]]
+  log_price = np.log1p(ads.price[ad])
+  affinity = np.sum(users.vec[user] * ads.vec[ad], axis=1)
+  click = (1.5 * affinity + 1.0 * shown.cate_match + 0.7 * shown.brand_match
+           + ads.quality[ad] + users.activity[user] + 0.4 * shown.pid)
+  buy = (1.0 * affinity + 1.0 * shown.brand_match + 0.4 * (users.shopping[user] - 2)
+         - price_sensitivity * (log_price - 4.0) + ads.buy_quality[ad])
+  return click, buy
+
+
+@dataclasses.dataclass(frozen=True)
+class _Funnel:
+  """The base-rate offsets and the true probabilities of click and buy | click."""
+  click_offset: float
+  buy_offset: float
+  p_click: np.ndarray
+  buy_logit: np.ndarray  # with buy_offset
+  p_buy_given_click: np.ndarray
+
+
+def _funnel(click_logit: np.ndarray, buy_logit: np.ndarray, rates: Rates) -> _Funnel:
+  """Solves the offsets that give `rates.click` and `rates.buy` on average."""
+  click_offset = _solve_offset(click_logit, rates.click)
+  p_click = _sigmoid(click_logit + click_offset)
+  buy_offset = _solve_offset(buy_logit, rates.buy / rates.click, weights=p_click)
+  buy_logit = buy_logit + buy_offset
+  return _Funnel(click_offset, buy_offset, p_click, buy_logit, _sigmoid(buy_logit))
+
+
+def _shared_truth(users: _Users, ads: _Ads, shown: _Impressions, funnel: _Funnel):
+  """{"clk": p, "buy": p} scored without the per-user and per-ad parts, at the
+  world's own offsets."""
+  click, buy = _logits(users.without_personal_parts(), ads.without_personal_parts(), shown)
+  p_click = _sigmoid(click + funnel.click_offset)
+  return {"clk": p_click, "buy": p_click / (1 + np.exp(-(buy + funnel.buy_offset)))}
+
+
+def _p_cart_given_click(funnel: _Funnel, rates: Rates) -> np.ndarray:
+  """P(cart | click) >= P(buy | click) by construction, so buy | cart is a probability."""
+  buy_logit, p_click = funnel.buy_logit, funnel.p_click
+  cart_logit = buy_logit + _solve_offset(buy_logit, rates.cart / rates.click,
+                                         weights=p_click) - _solve_offset(
+      buy_logit, rates.buy / rates.click, weights=p_click)
+  return np.maximum(_sigmoid(cart_logit), funnel.p_buy_given_click)
+
+
+def _ids(prefix_offset: int, values) -> List[str]:
+  """Indices as id strings, offset so that each id column has its own range."""
+  return [str(prefix_offset + int(v)) for v in values]
+
+
+def _maybe(values, missing) -> List[str]:
+  """Values as strings, "" where missing."""
+  return ["" if m else str(int(v)) for v, m in zip(values, missing)]
+
+
+def _feature_columns(users: _Users, ads: _Ads, shown: _Impressions):
+  """The feature columns of every impression, as the CSV has them (strings)."""
+  user, ad = shown.user, shown.ad
+  return {
+      "pid": [PIDS[p] for p in shown.pid],
+      "adgroup_id": _ids(100000, ad),
+      "cate_id": _ids(1000, ads.cate[ad]),
+      "campaign_id": _ids(300000, ads.campaign[ad]),
+      "customer": _ids(500000, ads.customer[ad]),
+      "brand": _ids(700000, ads.brand[ad]),
+      "user_id": _ids(1000000, user),
+      "cms_segid": [str(v) for v in users.segid[user]],
+      "cms_group_id": [str(v) for v in users.group[user]],
+      "final_gender_code": [str(v) for v in users.gender[user]],
+      "age_level": [str(v) for v in users.age[user]],
+      "pvalue_level": _maybe(users.pvalue[user], users.pvalue_missing[user]),
+      "shopping_level": [str(v) for v in users.shopping[user]],
+      "occupation": [str(v) for v in users.occupation[user]],
+      "new_user_class_level": _maybe(users.new_class[user], users.new_class_missing[user]),
+      "tag_category_list": ["|".join(str(1000 + c) for c in users.cates[u]) for u in user],
+      "tag_brand_list": ["|".join(str(700000 + b) for b in users.brands[u]) for u in user],
+      "price": [str(v) for v in price_level(ads.price[ad])],
+  }
+
+
+def _labels_and_truth(rng, users: _Users, ads: _Ads, shown: _Impressions, rates: Rates,
+                      with_cart: bool, personal_parts: bool):
+  """Draws clk, buy (and cart) for every impression; returns them with the true
+  probabilities, as generate does."""
+  funnel = _funnel(*_logits(users, ads, shown), rates)
+  rows = len(shown.user)
+  clk = (rng.random(rows) < funnel.p_click).astype(int)
+  buy_draw = rng.random(rows)
+  labels = {"clk": clk.tolist(),
+            "buy": (clk * (buy_draw < funnel.p_buy_given_click).astype(int)).tolist()}
+  p_buy = funnel.p_click * funnel.p_buy_given_click
+  truth = {"clk": funnel.p_click, "buy": p_buy}
+  if not personal_parts:
+    truth = _shared_truth(users, ads, shown, funnel)
+  if with_cart:
+    # Reusing the purchase draw keeps every purchase inside the carts.
+    p_cart_given_click = _p_cart_given_click(funnel, rates)
+    labels["cart"] = (clk * (buy_draw < p_cart_given_click).astype(int)).tolist()
+    truth = {"clk": funnel.p_click, "cart": funnel.p_click * p_cart_given_click, "buy": p_buy}
+  return labels, truth
+
+
 def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool = False,
              personal_parts: bool = True, repeats: Repeats = Repeats()):
   """Returns (columns dict of per-row values, {"clk": p, ["cart": p,] "buy": p}).
@@ -161,148 +439,14 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
   if rows <= 0:
     raise ValueError(f"rows must be positive, got {rows}")
   rng = np.random.default_rng(seed)
-  n_users = max(200, rows // 20)
-  n_ads = max(100, rows // 40)
-  n_campaigns = max(50, n_ads // 3)
-  n_customers = max(30, n_campaigns // 2)
-  n_brands = max(40, n_customers // 2)
-  n_cates = min(300, max(30, rows // 500))
-
-  # Ads: a hierarchy adgroup -> campaign -> customer -> brand, and a category.
-  # An ad's taste vector and quality come mostly from its category, brand and
-  # customer (seen thousands of times in the data), a little from the ad itself.
-  cate_vec = rng.normal(size=(n_cates, LATENT_DIM))
-  ad_cate = rng.integers(0, n_cates, n_ads)
-  ad_campaign = rng.integers(0, n_campaigns, n_ads)
-  campaign_customer = rng.integers(0, n_customers, n_campaigns)
-  customer_brand = rng.integers(0, n_brands, n_customers)
-  ad_customer = campaign_customer[ad_campaign]
-  ad_brand = customer_brand[ad_customer]
-  ad_vec_noise = AD_NOISE * rng.normal(size=(n_ads, LATENT_DIM))
-  ad_vec = cate_vec[ad_cate] + ad_vec_noise
-  cate_quality = rng.normal(0, 0.4, n_cates)
-  brand_quality = rng.normal(0, 0.3, n_brands)
-  customer_buy_quality = rng.normal(0, 0.5, n_customers)
-  ad_quality_noise = rng.normal(0, AD_NOISE * 0.4, n_ads)
-  ad_quality = cate_quality[ad_cate] + brand_quality[ad_brand] + ad_quality_noise
-  ad_buy_quality_noise = rng.normal(0, AD_NOISE * 0.4, n_ads)
-  ad_buy_quality = customer_buy_quality[ad_customer] + ad_buy_quality_noise
-  ad_price = np.round(np.exp(rng.normal(4.0, 1.0, n_ads)), 2)
-  brand_vec = rng.normal(size=(n_brands, LATENT_DIM))
-
-  # Users: profile columns; a latent taste that follows the profile (segment,
-  # age, gender) plus a personal part; tag lists that follow the taste.
-  segid = rng.integers(0, 98, n_users)
-  group = rng.integers(0, 13, n_users)
-  gender = rng.integers(1, 3, n_users)
-  age = rng.integers(0, 7, n_users)
-  pvalue = rng.integers(1, 4, n_users)
-  shopping = rng.integers(1, 4, n_users)
-  occupation = rng.integers(0, 2, n_users)
-  new_class = rng.integers(1, 5, n_users)
-  pvalue_missing = rng.random(n_users) < 0.3
-  new_class_missing = rng.random(n_users) < 0.2
-  profile_vec = (0.8 * rng.normal(size=(98, LATENT_DIM))[segid]
-                 + 0.5 * rng.normal(size=(7, LATENT_DIM))[age]
-                 + 0.4 * rng.normal(size=(3, LATENT_DIM))[gender])
-  user_vec_noise = USER_NOISE * rng.normal(size=(n_users, LATENT_DIM))
-  user_vec = (profile_vec + user_vec_noise) / np.sqrt(LATENT_DIM)
-  user_activity_noise = rng.normal(0, USER_NOISE * 0.4, n_users)
-  user_activity = (0.3 * (shopping - 2) + np.array([0.0, 0.3, 0.1, -0.1, -0.3])[new_class]
-                   + 0.2 * occupation + user_activity_noise)
-  user_cates = _tags(rng, 2.0 * user_vec @ cate_vec.T, 5, 0.1)
-  user_brands = _tags(rng, 2.0 * user_vec @ brand_vec.T, 4, 0.25)
-  cate_sets = [set(t.tolist()) for t in user_cates]
-  brand_sets = [set(t.tolist()) for t in user_brands]
-
-  # Impressions: popular users and ads are seen more often, by a power law whose
-  # head is flattened (rank + 10): a plain Zipf draw gave one user a quarter of
-  # all impressions.
-  user = rng.choice(n_users, size=rows, p=_popularity(n_users, 1.1))
-  user = rng.permutation(n_users)[user]
-  ad_popularity = _popularity(n_ads, 1.0)
-  ad = rng.choice(n_ads, size=rows, p=ad_popularity)
-  ad_of_rank = rng.permutation(n_ads)
-  ad = ad_of_rank[ad]
-  pid = rng.integers(0, 2, rows)
-  if repeats.share > 0:
-    ad = _repeat_pairs(np.random.default_rng([seed, 1]), user, ad, n_users,
-                       ad_of_rank, ad_popularity, repeats)
-
-  cate_match = np.array([c in s for c, s in zip(ad_cate[ad], (cate_sets[u] for u in user))])
-  brand_match = np.array([b in s for b, s in zip(ad_brand[ad], (brand_sets[u] for u in user))])
-  price_sensitivity = np.array([0.0, 0.9, 0.6, 0.3])[pvalue[user]]
-  log_price = np.log1p(ad_price[ad])
-
-  def logits(user_vec, ad_vec, ad_quality, user_activity, ad_buy_quality):
-    affinity = np.sum(user_vec[user] * ad_vec[ad], axis=1)
-    click = (1.5 * affinity + 1.0 * cate_match + 0.7 * brand_match
-             + ad_quality[ad] + user_activity[user] + 0.4 * pid)
-    buy = (1.0 * affinity + 1.0 * brand_match + 0.4 * (shopping[user] - 2)
-           - price_sensitivity * (log_price - 4.0) + ad_buy_quality[ad])
-    return click, buy
-
-  click_logit, buy_logit = logits(user_vec, ad_vec, ad_quality, user_activity, ad_buy_quality)
-  click_offset = _solve_offset(click_logit, rates.click)
-  p_click = 1 / (1 + np.exp(-(click_logit + click_offset)))
-  buy_offset = _solve_offset(buy_logit, rates.buy / rates.click, weights=p_click)
-  buy_logit += buy_offset
-  p_buy_given_click = 1 / (1 + np.exp(-buy_logit))
-  p_buy = p_click * p_buy_given_click
-
-  clk = (rng.random(rows) < p_click).astype(int)
-  buy_draw = rng.random(rows)
-  buy = clk * (buy_draw < p_buy_given_click).astype(int)
-  truth = {"clk": p_click, "buy": p_buy}
-  if not personal_parts:
-    shared_click, shared_buy = logits(
-        user_vec - user_vec_noise / np.sqrt(LATENT_DIM), ad_vec - ad_vec_noise,
-        ad_quality - ad_quality_noise, user_activity - user_activity_noise,
-        ad_buy_quality - ad_buy_quality_noise)
-    shared_p_click = 1 / (1 + np.exp(-(shared_click + click_offset)))
-    truth = {"clk": shared_p_click,
-             "buy": shared_p_click / (1 + np.exp(-(shared_buy + buy_offset)))}
-  if with_cart:
-    # P(cart | click) >= P(buy | click) by construction, so buy | cart is a probability;
-    # reusing the purchase draw keeps every purchase inside the carts.
-    cart_logit = buy_logit + _solve_offset(buy_logit, rates.cart / rates.click,
-                                           weights=p_click) - _solve_offset(
-        buy_logit, rates.buy / rates.click, weights=p_click)
-    p_cart_given_click = np.maximum(1 / (1 + np.exp(-cart_logit)), p_buy_given_click)
-    cart = clk * (buy_draw < p_cart_given_click).astype(int)
-    truth = {"clk": p_click, "cart": p_click * p_cart_given_click, "buy": p_buy}
-
-  def ids(prefix_offset, values):
-    return [str(prefix_offset + int(v)) for v in values]
-
-  def maybe(values, missing):
-    return ["" if m else str(int(v)) for v, m in zip(values, missing)]
-
-  cols = {
-      "clk": clk.tolist(),
-      "buy": buy.tolist(),
-      "pid": [PIDS[p] for p in pid],
-      "adgroup_id": ids(100000, ad),
-      "cate_id": ids(1000, ad_cate[ad]),
-      "campaign_id": ids(300000, ad_campaign[ad]),
-      "customer": ids(500000, ad_customer[ad]),
-      "brand": ids(700000, ad_brand[ad]),
-      "user_id": ids(1000000, user),
-      "cms_segid": [str(v) for v in segid[user]],
-      "cms_group_id": [str(v) for v in group[user]],
-      "final_gender_code": [str(v) for v in gender[user]],
-      "age_level": [str(v) for v in age[user]],
-      "pvalue_level": maybe(pvalue[user], pvalue_missing[user]),
-      "shopping_level": [str(v) for v in shopping[user]],
-      "occupation": [str(v) for v in occupation[user]],
-      "new_user_class_level": maybe(new_class[user], new_class_missing[user]),
-      "tag_category_list": ["|".join(str(1000 + c) for c in user_cates[u]) for u in user],
-      "tag_brand_list": ["|".join(str(700000 + b) for b in user_brands[u]) for u in user],
-      "price": [str(v) for v in price_level(ad_price[ad])],
-  }
-  if with_cart:
-    cols["cart"] = cart.tolist()
-  return cols, truth
+  sizes = _sizes(rows)
+  ads = _draw_ads(rng, sizes)
+  users = _draw_users(rng, sizes.users, ads)
+  shown = _draw_impressions(rng, rows, seed, repeats, users, ads)
+  labels, truth = _labels_and_truth(rng, users, ads, shown, rates, with_cart, personal_parts)
+  cols = {"clk": labels.pop("clk"), "buy": labels.pop("buy"),
+          **_feature_columns(users, ads, shown)}
+  return {**cols, **labels}, truth  # cart, if any, last
 
 
 # The file write_csv writes into its directory, and each span's.

@@ -56,6 +56,7 @@ def open_store(path: str):
 
 
 def _store(pipeline_root: str):
+  """The ML Metadata store of a pipeline root; NoEvaluation when it has none."""
   path = metadata_path(pipeline_root)
   if not os.path.exists(path):
     raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}: it has no ML Metadata "
@@ -129,7 +130,94 @@ def _outputs(store, node_of: Dict[int, str]) -> Dict[Tuple[str, str], List[objec
 
 
 def _key(event) -> str:
+  """The input or output name an event records ('model', 'evaluation'), or ''."""
   return next((step.key for step in event.path.steps if step.HasField("key")), "")
+
+
+def _artifact_ids(events, event_type) -> Dict[str, int]:
+  """Input or output name -> artifact id, over the events of `event_type`."""
+  return {_key(e): e.artifact_id for e in events if e.type == event_type}
+
+
+def _finished_states() -> Dict[int, str]:
+  """The execution states of a finished execution, with their names."""
+  from ml_metadata.proto import metadata_store_pb2
+  return {metadata_store_pb2.Execution.COMPLETE: "COMPLETE",
+          metadata_store_pb2.Execution.CACHED: "CACHED"}
+
+
+def _evaluator_executions(store) -> List[object]:
+  """Every execution of TFX's Evaluator component, whatever its node id."""
+  candidates = []
+  for execution_type in store.get_execution_types():
+    if execution_type.name.split(".")[-1] == "Evaluator":
+      candidates.extend(store.get_executions_by_type(execution_type.name))
+  return candidates
+
+
+def _newest_evaluation(store, pipeline_root: str, since: Optional[float]):
+  """(execution, its events, its ModelEvaluation) of the newest finished Evaluator
+  execution (started at `since` or later) whose evaluation is on disk."""
+  from ml_metadata.proto import metadata_store_pb2
+  finished = _finished_states()
+  for execution in sorted(_evaluator_executions(store), key=lambda e: e.id, reverse=True):
+    if execution.last_known_state not in finished:
+      continue
+    if since is not None and execution.create_time_since_epoch < since * 1000 - 1:
+      continue
+    events = store.get_events_by_execution_ids([execution.id])
+    outputs = _artifact_ids(events, metadata_store_pb2.Event.OUTPUT)
+    if "evaluation" not in outputs:
+      continue
+    evaluation, = store.get_artifacts_by_id([outputs["evaluation"]])
+    if os.path.isdir(evaluation.uri):
+      return execution, events, evaluation
+  when = " for the run just made" if since is not None else ""
+  raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}{when}: ML Metadata "
+                     "records no finished Evaluator run (did the pipeline stop before the "
+                     "Evaluator?)")
+
+
+def _uri(store, artifact_id: Optional[int]) -> Optional[str]:
+  """The uri of an artifact, or None (no id, or no such artifact)."""
+  if artifact_id is None:
+    return None
+  artifacts = store.get_artifacts_by_id([artifact_id])
+  return artifacts[0].uri if artifacts else None
+
+
+def _output_beside(store, artifact_id: Optional[int], role, key: str) -> Optional[str]:
+  """The uri of output `key` of the execution that had this artifact as its `role`
+  (OUTPUT: the one that produced it; INPUT: one that read it)."""
+  from ml_metadata.proto import metadata_store_pb2
+  if artifact_id is None:
+    return None
+  for event in store.get_events_by_artifact_ids([artifact_id]):
+    if event.type != role:
+      continue
+    for out in store.get_events_by_execution_ids([event.execution_id]):
+      if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == key:
+        return _uri(store, out.artifact_id)
+  return None
+
+
+def _model_run(store, model_id: Optional[int]) -> Optional[str]:
+  """The ModelRun written by the Trainer execution that produced this model."""
+  from ml_metadata.proto import metadata_store_pb2
+  return _output_beside(store, model_id, metadata_store_pb2.Event.OUTPUT, "model_run")
+
+
+def _pipeline_and_run(store, execution) -> Tuple[str, str]:
+  """The names of the pipeline and the pipeline run an execution belongs to ('' if none)."""
+  kind_of = {t.id: t.name for t in store.get_context_types()}
+  pipeline_name, run_id = "", ""
+  for context in store.get_contexts_by_execution(execution.id):
+    kind = kind_of.get(context.type_id)
+    if kind == "pipeline":
+      pipeline_name = context.name
+    elif kind == "pipeline_run":
+      run_id = context.name
+  return pipeline_name, run_id
 
 
 def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> EvaluationRecord:
@@ -137,80 +225,24 @@ def find_evaluation(pipeline_root: str, since: Optional[float] = None) -> Evalua
   with `since` (seconds since the epoch) only executions that started then or later."""
   from ml_metadata.proto import metadata_store_pb2
   store = _store(pipeline_root)
-  ok_states = {metadata_store_pb2.Execution.COMPLETE: "COMPLETE",
-               metadata_store_pb2.Execution.CACHED: "CACHED"}
-  node_type = {t.id: t.name for t in store.get_context_types()}
-  candidates = []  # TFX's Evaluator component, whatever its node id
-  for execution_type in store.get_execution_types():
-    if execution_type.name.split(".")[-1] == "Evaluator":
-      candidates.extend(store.get_executions_by_type(execution_type.name))
-  found = None
-  for execution in sorted(candidates, key=lambda e: e.id, reverse=True):
-    if execution.last_known_state not in ok_states:
-      continue
-    if since is not None and execution.create_time_since_epoch < since * 1000 - 1:
-      continue
-    events = store.get_events_by_execution_ids([execution.id])
-    outputs = {_key(e): e.artifact_id for e in events
-               if e.type == metadata_store_pb2.Event.OUTPUT}
-    if "evaluation" not in outputs:
-      continue
-    evaluation, = store.get_artifacts_by_id([outputs["evaluation"]])
-    if os.path.isdir(evaluation.uri):
-      found = (execution, events, evaluation)
-      break
-  if found is None:
-    when = " for the run just made" if since is not None else ""
-    raise NoEvaluation(f"no evaluation in pipeline root {pipeline_root}{when}: ML Metadata "
-                       "records no finished Evaluator run (did the pipeline stop before the "
-                       "Evaluator?)")
-  execution, events, evaluation = found
-  inputs = {_key(e): e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT}
-  outputs = {_key(e): e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT}
-
-  def uri(artifact_id):
-    if artifact_id is None:
-      return None
-    artifacts = store.get_artifacts_by_id([artifact_id])
-    return artifacts[0].uri if artifacts else None
-
-  def output_beside(artifact_id, role, key):
-    """The uri of output `key` of the execution that had this artifact as its `role`
-    (OUTPUT: the one that produced it; INPUT: one that read it)."""
-    if artifact_id is None:
-      return None
-    for event in store.get_events_by_artifact_ids([artifact_id]):
-      if event.type != role:
-        continue
-      for out in store.get_events_by_execution_ids([event.execution_id]):
-        if out.type == metadata_store_pb2.Event.OUTPUT and _key(out) == key:
-          return uri(out.artifact_id)
-    return None
-
-  def model_run(model_id):
-    """The ModelRun written by the Trainer execution that produced this model."""
-    return output_beside(model_id, metadata_store_pb2.Event.OUTPUT, "model_run")
-
+  execution, events, evaluation = _newest_evaluation(store, pipeline_root, since)
+  inputs = _artifact_ids(events, metadata_store_pb2.Event.INPUT)
+  outputs = _artifact_ids(events, metadata_store_pb2.Event.OUTPUT)
   is_blessed = None
   if "blessing" in outputs:
     is_blessed = blessed(store.get_artifacts_by_id([outputs["blessing"]])[0])
-  pipeline_name, run_id = "", ""
-  for context in store.get_contexts_by_execution(execution.id):
-    kind = node_type.get(context.type_id)
-    if kind == "pipeline":
-      pipeline_name = context.name
-    elif kind == "pipeline_run":
-      run_id = context.name
+  pipeline_name, run_id = _pipeline_and_run(store, execution)
   configured = execution.custom_properties.get("eval_config")
   return EvaluationRecord(
       eval_config_json=configured.string_value if configured is not None else None,
       evaluation_uri=evaluation.uri, pipeline_name=pipeline_name, run_id=run_id,
-      state=ok_states[execution.last_known_state],
+      state=_finished_states()[execution.last_known_state],
       evaluated_at=(evaluation.create_time_since_epoch / 1000
                     if evaluation.create_time_since_epoch else None),
-      model_uri=uri(inputs.get("model")), baseline_uri=uri(inputs.get("baseline_model")),
-      model_run_uri=model_run(inputs.get("model")),
-      baseline_run_uri=model_run(inputs.get("baseline_model")), blessed=is_blessed,
+      model_uri=_uri(store, inputs.get("model")),
+      baseline_uri=_uri(store, inputs.get("baseline_model")),
+      model_run_uri=_model_run(store, inputs.get("model")),
+      baseline_run_uri=_model_run(store, inputs.get("baseline_model")), blessed=is_blessed,
       # The ExampleStatistics StatisticsGen computed from the evaluated examples.
-      statistics_uri=output_beside(inputs.get("examples"), metadata_store_pb2.Event.INPUT,
-                                   "statistics"))
+      statistics_uri=_output_beside(store, inputs.get("examples"),
+                                    metadata_store_pb2.Event.INPUT, "statistics"))
