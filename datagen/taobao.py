@@ -453,19 +453,24 @@ def generate(rows: int, seed: int = 0, rates: Rates = Rates(), with_cart: bool =
 DATA_FILE = "data.csv"
 
 
+def _write_rows(path: str, header, cols) -> str:
+  """Writes `cols` (column -> values) as CSV at `path`, header first, in `header`'s
+  column order; makes the directory. Returns `path`."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(zip(*(cols[c] for c in header)))
+  return path
+
+
 def write_csv(out_dir: str, rows: int, seed: int = 0, rates: Rates = Rates(),
               truth_path: Optional[str] = None, file_name: str = DATA_FILE,
               with_cart: bool = False, repeats: Repeats = Repeats()) -> str:
   """Writes `out_dir/file_name` with a header; optionally the true probabilities
   (columns p_click[,p_cart],p_buy)."""
   cols, truth = generate(rows, seed, rates, with_cart, repeats=repeats)
-  header = columns(with_cart)
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, file_name)
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(zip(*(cols[c] for c in header)))
+  path = _write_rows(os.path.join(out_dir, file_name), columns(with_cart), cols)
   if truth_path:
     os.makedirs(os.path.dirname(os.path.abspath(truth_path)), exist_ok=True)
     names = {"clk": "p_click", "cart": "p_cart", "buy": "p_buy"}
@@ -517,12 +522,7 @@ def write_spans(out_dir: str, rows: int, spans: int, seed: int = 0,
                         values.min(), values.max())
       part[column] = shifted.astype(np.int64)
     directory = os.path.join(out_dir, SPAN_DIR.format(span))
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, DATA_FILE)
-    with open(path, "w", newline="") as f:
-      writer = csv.writer(f)
-      writer.writerow(header)
-      writer.writerows(zip(*(part[c] for c in header)))
+    path = _write_rows(os.path.join(directory, DATA_FILE), header, part)
     paths.append(path)
   return paths
 
