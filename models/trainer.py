@@ -126,6 +126,7 @@ class LossTerms(tf.keras.callbacks.Callback):
     self.tasks = list(tasks)
 
   def on_epoch_end(self, epoch, logs=None):
+    """Adds `val_mean_auc` and `l2_regularization_loss` to the epoch's logs."""
     if logs is not None:
       logs["val_mean_auc"] = sum(logs[f"val_{t}_auc"] for t in self.tasks) / len(self.tasks)
       logs["l2_regularization_loss"] = l2_regularization_loss(self.model)
@@ -141,6 +142,7 @@ class StepBudget(tf.keras.callbacks.Callback):
     self.steps, self.taken = steps, 0
 
   def on_train_batch_end(self, batch, logs=None):
+    """Counts the step; stops training once the budget is spent."""
     self.taken += 1
     if self.steps and self.taken >= self.steps:
       self.model.stop_training = True
@@ -156,9 +158,11 @@ class ProgressLogger(tf.keras.callbacks.Callback):
     self.batch_size, self.steps_per_epoch, self.every = batch_size, steps_per_epoch, every
 
   def on_epoch_begin(self, epoch, logs=None):
+    """Starts the epoch's clock."""
     self.epoch, self.start = epoch + 1, time.time()
 
   def on_train_batch_end(self, batch, logs=None):
+    """Every `every` steps: the epoch, step, loss and examples/s so far."""
     if (batch + 1) % self.every == 0:
       rate = (batch + 1) * self.batch_size / max(time.time() - self.start, 1e-9)
       print(f"  [Trainer] epoch {self.epoch}/{self.params['epochs']} "
@@ -166,6 +170,7 @@ class ProgressLogger(tf.keras.callbacks.Callback):
             f"{rate:,.0f} examples/s", flush=True)
 
   def on_epoch_end(self, epoch, logs=None):
+    """The epoch's time, eval loss and eval AUCs."""
     metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())
                        if k.startswith("val_") and ("auc" in k or k == "val_loss"))
     print(f"  [Trainer] epoch {epoch + 1} done in {time.time() - self.start:.0f}s: {metrics}",
@@ -403,12 +408,14 @@ class _Run:
 
   @property
   def early_stopping(self) -> bool:
+    """Whether early stopping on the mean eval AUC may end the run."""
     # A num_steps the config asks for is trained in full, as EasyRec does; otherwise
     # the step budget is ours and early stopping on the mean eval AUC may end it.
     return self.training.num_steps is None
 
   @property
   def global_batch(self) -> int:
+    """The rows one optimizer step consumes, over every replica."""
     return self.training.global_batch_size(self.replicas)
 
 
