@@ -216,6 +216,13 @@ def evaluated_tasks(eval_config) -> List[str]:
   return tasks
 
 
+def task_order(eval_config) -> List[str]:
+  """The tasks in funnel order (the metrics specs'), then any other label key."""
+  order = evaluated_tasks(eval_config)
+  return order + [task for spec in eval_config.model_specs for task in sorted(spec.label_keys)
+                  if task not in order]
+
+
 def task_labels(eval_config) -> Dict[str, str]:
   """task -> its label column, from the evaluated (not the baseline) model's spec."""
   labels = {}
@@ -247,8 +254,7 @@ def _roles(eval_config) -> Dict[str, str]:
 def task_results(metrics, plots, eval_config) -> List[TaskResult]:
   """MetricsForSlice / PlotsForSlice protos -> one TaskResult per output name."""
   roles = _roles(eval_config)
-  order = [task for spec in eval_config.model_specs for task in sorted(spec.label_keys)]
-  order += evaluated_tasks(eval_config)
+  order = task_order(eval_config)
   labels = task_labels(eval_config)
   rows: Dict[str, Dict[Slice, SliceRow]] = {}
   for slice_, key, value in _metric_entries(metrics):
@@ -284,7 +290,7 @@ def task_results(metrics, plots, eval_config) -> List[TaskResult]:
       if matrices:
         task.confusion[role] = [(m.threshold, m.true_positives, m.false_positives,
                                  m.true_negatives, m.false_negatives) for m in matrices]
-  rank = {name: i for i, name in enumerate(dict.fromkeys(order))}
+  rank = {name: i for i, name in enumerate(order)}
   return sorted((t for t in tasks.values() if t.rows),
                 key=lambda t: (t.name == "", rank.get(t.name, len(rank)), t.name))
 

@@ -535,3 +535,17 @@ def test_the_session_runs_report_reads_its_statistics_and_has_no_warnings(pipeli
   assert record.statistics_uri and os.path.isdir(
       os.path.join(record.statistics_uri, "Split-eval"))
   assert report.load_report(pipeline_run.pipeline_root).warnings == []
+
+
+def test_tasks_come_in_funnel_order_not_by_name():
+  """click -> cart -> buy: the page's tables follow the funnel, as the run summary does
+  (sorted by name they would read buy, cart, click)."""
+  from models.config import load_config
+  from models.eval_config import make_eval_config
+  from pipeline import configs
+  from report.evaluation import task_order
+  config = load_config(os.path.join(configs.PROJECT_DIR, "configs", "aitm_click_cart_buy.config"))
+  funnel = [task.name for task in config.tasks]
+  assert funnel != sorted(funnel)
+  assert task_order(make_eval_config(config, gate=True)) == funnel
+  assert task_order(make_eval_config(config, gate=False)) == funnel
