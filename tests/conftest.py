@@ -10,6 +10,10 @@ import dataclasses  # noqa: E402
 
 import pytest  # noqa: E402
 
+from cli.tensorflow_import import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # as the CLI does: without the CUDA plugin lines of a GPU-less machine
+
 from models.autograph_rules import skip_tf_keras  # noqa: E402
 
 skip_tf_keras()  # as the Trainer does; halves the time of tests that save models
