@@ -1,8 +1,7 @@
 """What the local server (`aitm serve`) and the client (`aitm predict`) do unless told
 otherwise.
 
-Plain constants, so the command line shows its defaults without loading TensorFlow
-(the request limits are in serving/limits.py).
+Plain constants, so the command line shows its defaults without loading TensorFlow.
 """
 
 # TF Serving's gRPC port.
@@ -21,3 +20,9 @@ EXAMPLES_SIGNATURE, RAW_SIGNATURE = "serving_default", "serving_raw"
 PREDICT_BATCH_SIZE = 256
 # The client's deadline per call, seconds.
 TIMEOUT_SECONDS = 10.0
+# Rows a Predict request may carry. TF Serving itself has no such limit (its
+# batching config caps the batches it forms); this one stops a request from
+# asking for more memory than the machine has. Generous: `aitm predict` sends 256.
+DEFAULT_MAX_BATCH_SIZE = 100_000
+# Requests served at once; more get RESOURCE_EXHAUSTED (gRPC's maximum_concurrent_rpcs).
+DEFAULT_MAX_CONCURRENT_RPCS = 64

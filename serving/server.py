@@ -40,7 +40,6 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from serving import defaults
-from serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENT_RPCS
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
                                     read_model_config_file, snapshot)
 
@@ -289,7 +288,7 @@ def _check_size(name: str, proto, dtype: tf.DType, max_batch_size: int) -> None:
 
 
 def _tensor_inputs(request, function, signature_name,
-                   max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
+                   max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE):
   """The request's TensorProtos as tensors, checked against the signature."""
   specs = function.structured_input_signature[1]
   sent, expected = set(request.inputs), set(specs)
@@ -356,7 +355,8 @@ _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """TF Serving's PredictionService over the registry's loaded versions."""
 
-  def __init__(self, registry: ModelRegistry, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
+  def __init__(self, registry: ModelRegistry,
+               max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE):
     self.registry = registry
     self.max_batch_size = max_batch_size
 
@@ -498,8 +498,8 @@ class LocalModelServer:
                host: str = defaults.HOST,
                poll_wait_seconds: float = defaults.POLL_WAIT_SECONDS,
                config_file: Optional[str] = None,
-               max_workers: int = 16, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-               max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS, log=print):
+               max_workers: int = 16, max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE,
+               max_concurrent_rpcs: int = defaults.DEFAULT_MAX_CONCURRENT_RPCS, log=print):
     if poll_wait_seconds <= 0:
       raise ValueError("poll_wait_seconds must be positive")
     if max_batch_size < 1 or max_concurrent_rpcs < 1 or max_workers < 1:

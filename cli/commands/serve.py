@@ -5,7 +5,6 @@ import sys
 
 from cli import common_flags
 from serving import defaults
-from serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENT_RPCS
 
 LOADS_TENSORFLOW = True
 
@@ -32,11 +31,11 @@ def add_parser(subparsers):
                       help="how often the base path is checked for new versions "
                       "(default %(default)s)")
   parser.add_argument("--max-batch-size", type=common_flags.positive_int,
-                      default=DEFAULT_MAX_BATCH_SIZE,
+                      default=defaults.DEFAULT_MAX_BATCH_SIZE,
                       help="rows a Predict request may carry; more is INVALID_ARGUMENT "
                       "(default %(default)s)")
   parser.add_argument("--max-concurrent-rpcs", type=common_flags.positive_int,
-                      default=DEFAULT_MAX_CONCURRENT_RPCS,
+                      default=defaults.DEFAULT_MAX_CONCURRENT_RPCS,
                       help="requests served at once; more get RESOURCE_EXHAUSTED "
                       "(default %(default)s)")
   return parser
