@@ -30,9 +30,11 @@ setup_tensorflow()
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
+import logging  # noqa: E402
 import pstats  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 # Step -> the functions whose cumulative time is that step's (pstats' file:line(name)).
 STEPS = (
@@ -127,6 +129,11 @@ def main():
   parser.add_argument("--baseline", action="store_true")
   parser.add_argument("--profile", action="store_true")
   args = parser.parse_args()
+  # TFMA's plots divide by zero counts on purpose (NaN precision); TensorFlow's
+  # deprecation notices are about TFMA's own code.
+  warnings.filterwarnings("ignore", category=RuntimeWarning,
+                          module=r"tensorflow_model_analysis(\.|$)")
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
   import tensorflow as tf
   files = sorted(tf.io.gfile.glob(args.examples)) * args.copies
