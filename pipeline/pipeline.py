@@ -30,7 +30,7 @@ from components.label_blind_split import Split
 from models import preprocessing
 from models import trainer as trainer_module
 from models.config import PipelineConfig
-from models.eval_config import make_eval_config
+from models.eval_config import EXTRACTORS_MODULE, make_eval_config
 from models.training import TrainingConfig
 from pipeline import configs
 from pipeline.resolvers import (LatestBlessedModelOnOtherDataStrategy,
@@ -239,12 +239,14 @@ def _evaluation(config, example_gen, trainer, extent, min_auc, max_auc_drop, rer
   eval_config = make_eval_config(config, min_auc, max_auc_drop, gate=gate)
   if not gate:
     return [tfx.components.Evaluator(examples=example_gen.outputs["examples"],
-                                     model=trainer.outputs["model"], eval_config=eval_config)]
+                                     model=trainer.outputs["model"], eval_config=eval_config,
+                                     module_path=EXTRACTORS_MODULE)]
   resolver = blessed_model_resolver(RESOLVER_ID, rerun_safe, LatestBlessedOtherModelStrategy,
                                     candidate=trainer.outputs["model"])
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-      baseline_model=resolver.outputs["model"], eval_config=eval_config)
+      baseline_model=resolver.outputs["model"], eval_config=eval_config,
+      module_path=EXTRACTORS_MODULE)
   return [resolver, evaluator]
 
 

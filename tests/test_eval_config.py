@@ -12,6 +12,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_specs
 from tensorflow_model_analysis.proto import config_pb2
 
+from models import batch_slicing
 from models import eval_config as ec
 from models import funnel_metrics
 from models.config import load_config
@@ -22,7 +23,10 @@ from report.run_summary import explain_validation
 CONFIG = load_config(configs.CONFIG_PATH)
 THREE_STEPS = load_config(os.path.join(configs.PROJECT_DIR, "configs",
                                        "aitm_click_cart_buy.config"))
-TASK_CLASSES = [class_name for class_name, _ in ec.TASK_METRICS + ec.TASK_PLOTS]
+TASK_CLASSES = [metric.__name__ for metric in ec.TASK_METRICS + ec.TASK_PLOTS]
+# What the module docstring promises per task: TFMA's own metric names.
+TASK_METRIC_NAMES = {"example_count", "auc", "auc_precision_recall", "log_loss", "calibration",
+                     "mean_prediction", "mean_label", "calibration_plot", "confusion_matrix_plot"}
 
 
 def _specs_by_task(eval_config):
@@ -34,7 +38,7 @@ def _specs_by_task(eval_config):
 
 
 def _auc(spec):
-  aucs = [m for m in spec.metrics if m.class_name == "AUC"]
+  aucs = [m for m in spec.metrics if m.class_name == "TaskAUC"]
   assert len(aucs) == 1
   return aucs[0]
 
@@ -47,6 +51,7 @@ def test_every_task_gets_every_metric_and_each_later_one_the_funnel_metrics(conf
   for i, task in enumerate(tasks):
     classes = [m.class_name for m in specs[task].metrics]
     assert classes[:len(TASK_CLASSES)] == TASK_CLASSES
+    assert {m.module for m in specs[task].metrics[:len(TASK_CLASSES)]} == {"models.task_metrics"}
     funnel = [m for m in specs[task].metrics if m.class_name == "FunnelMetrics"]
     if i == 0:
       assert not funnel
@@ -62,7 +67,7 @@ def test_metric_keys_are_the_documented_names():
   for key, _, _ in metric_specs.keys_and_metrics_from_specs(eval_config,
                                                             eval_config.metrics_specs):
     names.setdefault(key.output_name, set()).add(key.name)
-  assert names["ctr"] == {name for _, name in ec.TASK_METRICS + ec.TASK_PLOTS}
+  assert names["ctr"] == TASK_METRIC_NAMES
   assert names["cvr"] == names["ctr"] | {funnel_metrics.FUNNEL_METRICS_NAME}
   # The funnel metric's instance emits these three keys (checked on data below).
   assert funnel_metrics.METRIC_NAMES == (
@@ -112,7 +117,7 @@ def test_auc_floor_and_change_threshold_on_the_overall_slice_only():
     assert threshold.value_threshold.lower_bound.value == pytest.approx(floor)
     assert threshold.change_threshold.absolute.value == pytest.approx(-drop)
     assert threshold.change_threshold.direction == config_pb2.MetricDirection.HIGHER_IS_BETTER
-    others = [m for m in specs[task].metrics if m.class_name != "AUC"]
+    others = [m for m in specs[task].metrics if m.class_name != "TaskAUC"]
     assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in others)
 
 
@@ -212,8 +217,10 @@ def _model_free(spec_names, prediction_keys):
   return specs
 
 
-@pytest.fixture(scope="module")
-def funnel_evaluation(tmp_path_factory):
+@pytest.fixture(scope="module", params=["TFMA's slicing", "slice groups"])
+def funnel_evaluation(tmp_path_factory, request):
+  """The rows above through TFMA per example, and through the Evaluator's extractors
+  (models.batch_slicing) in groups: the metrics take either."""
   out = str(tmp_path_factory.mktemp("funnel"))
   path = os.path.join(out, "examples.tfrecord")
   _write_examples(path, ROWS, ("clk", "buy", "p_ctr", "p_cvr", "grp"))
@@ -221,7 +228,10 @@ def funnel_evaluation(tmp_path_factory):
       model_specs=_model_free([""], [{"ctr": "p_ctr", "cvr": "p_cvr"}]),
       slicing_specs=[config_pb2.SlicingSpec(), config_pb2.SlicingSpec(feature_keys=["grp"])],
       metrics_specs=ec.make_eval_config(CONFIG, gate=False).metrics_specs)
-  tfma.run_model_analysis(eval_config=eval_config, data_location=path, output_path=out)
+  extractors = (batch_slicing.custom_extractors(None, eval_config)
+                if request.param == "slice groups" else None)
+  tfma.run_model_analysis(eval_config=eval_config, data_location=path, output_path=out,
+                          extractors=extractors)
   return read_metrics(out)
 
 
@@ -238,7 +248,7 @@ def test_funnel_metrics_by_hand(funnel_evaluation):
   assert slice_b["order_violation_rate"] == pytest.approx(2 / 4)
   assert np.isnan(slice_b["conditional_auc"])  # one click, a purchase: nothing to rank
   assert slice_b["conditional_example_count"] == 1
-  # The first tower has the per-task metrics only; they are TFMA's.
+  # The first tower has the per-task metrics only.
   ctr = task_metrics(funnel_evaluation[()])["ctr"]
   assert "conditional_auc" not in ctr and ctr["example_count"] == 8
   assert ctr["mean_label"] == pytest.approx(5 / 8)
