@@ -30,10 +30,55 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 
 TOTAL = "pipeline total"
+SAMPLE_SECONDS = 0.25
+
+
+class MemorySampler(threading.Thread):
+  """Samples the resident memory of this process and all its children (Beam's
+  worker processes) every SAMPLE_SECONDS, until stopped."""
+
+  def __init__(self):
+    super().__init__(daemon=True)
+    self.samples = []            # (epoch seconds, bytes)
+    self._stop_event = threading.Event()
+
+  def run(self):
+    import psutil
+    me = psutil.Process()
+    while not self._stop_event.wait(SAMPLE_SECONDS):
+      total = 0
+      for process in [me] + me.children(recursive=True):
+        try:
+          total += process.memory_info().rss
+        except psutil.Error:     # a worker that just exited
+          pass
+      self.samples.append((time.time(), total))
+
+  def stop(self):
+    """Stops sampling; the samples so far stay."""
+    self._stop_event.set()
+    self.join()
+
+  def peak_during(self, start: float, seconds: float) -> int:
+    """The largest sample taken in [start, start + seconds] (0 without one)."""
+    return max((size for at, size in self.samples if start <= at <= start + seconds),
+               default=0)
+
+
+def _peak_memory(sampler, pipeline_root):
+  """Node id -> the peak memory (bytes) sampled while it ran, from ML Metadata's times."""
+  from pipeline.configs import metadata_path
+  from report.metadata import read_run
+  record = read_run(metadata_path(pipeline_root))
+  peaks = {node: sampler.peak_during(record.started[node], seconds)
+           for node, seconds in record.seconds.items() if node in record.started}
+  peaks[TOTAL] = max((size for _, size in sampler.samples), default=0)
+  return peaks
 
 
 def _until_transform(config, data_dir, root, beam_args):
@@ -70,6 +115,8 @@ def _run(config, data_dir, work, workers, until):
       [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
   start = time.time()
   trained = None
+  sampler = MemorySampler()
+  sampler.start()
   try:
     if until == "transform":
       summary = _until_transform(config, data_dir, root, beam_options.direct(workers))
@@ -83,7 +130,10 @@ def _run(config, data_dir, work, workers, until):
       with open(os.path.join(summary.model_run_uri, SUMMARY_FILE)) as f:
         trained = json.load(f)
     total = time.time() - start
+    sampler.stop()
+    peaks = _peak_memory(sampler, os.path.join(root, "pipeline"))
   finally:
+    sampler.stop()
     shutil.rmtree(root, ignore_errors=True)
   seconds = dict(summary.component_seconds, **{TOTAL: total})
   trainer = "not run"
@@ -91,7 +141,11 @@ def _run(config, data_dir, work, workers, until):
     examples = trained["steps"] * trained.get("global_batch_size", trained["batch_size"])
     trainer = (f"{trained['epochs_run']} epochs x {trained['steps'] // trained['epochs_run']}"
                f" steps, {examples / trained['train_seconds']:,.0f} examples/s")
-  return dict(seconds=seconds, rows=summary.rows, auc=summary.auc, trainer=trainer)
+  evaluator = summary.component_seconds.get("Evaluator")
+  evaluated = (f"{summary.rows['eval'] / evaluator / workers:,.0f} eval rows/s per worker"
+               if evaluator and summary.rows.get("eval") else "not run")
+  return dict(seconds=seconds, peaks=peaks, rows=summary.rows, auc=summary.auc,
+              trainer=trainer, evaluator=evaluated)
 
 
 def _table(runs, sizes, workers):
@@ -117,6 +171,14 @@ def _table(runs, sizes, workers):
       x, y = runs[a]["seconds"].get(step), runs[b]["seconds"].get(step)
       cells.append(f"{x / y:.2f}" if x and y and y >= 0.5 else "-")
     lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", "peak memory of the run's processes while the step ran, GB (sampled every "
+            f"{SAMPLE_SECONDS} s; '-': too short to sample):", "",
+            "| " + " | ".join(header[:1 + len(keys)]) + " |",
+            "|" + "|".join("---" for _ in header[:1 + len(keys)]) + "|"]
+  for step in steps:
+    lines.append("| " + " | ".join([step] + [
+        f"{runs[k]['peaks'][step] / 1e9:.2f}" if runs[k]["peaks"].get(step) else "-"
+        for k in keys]) + " |")
   lines.append("")
   for k in keys:
     run = runs[k]
@@ -124,7 +186,7 @@ def _table(runs, sizes, workers):
                  + ", ".join(f"{s} {n:,}" for s, n in run["rows"].items())
                  + ("; eval AUC " + ", ".join(f"{t} {a:.4f}" for t, a in run["auc"].items())
                     if run["auc"] else "")
-                 + f"; Trainer {run['trainer']}")
+                 + f"; Trainer {run['trainer']}; Evaluator {run['evaluator']}")
   return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ class RunRecord:
   seconds: Dict[str, float]                   # node id -> wall time of its execution
   # (node id, artifact type) -> its output artifacts, cached ones included, oldest first
   outputs: Dict[Tuple[str, str], List[object]]
+  started: Dict[str, float] = dataclasses.field(default_factory=dict)  # node id -> epoch s
 
   def output(self, node: str, artifact_type: str):
     """The newest `artifact_type` output of `node` in this run, or None."""
@@ -90,14 +91,15 @@ def read_run(path: str) -> RunRecord:
   executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
   node_of = _node_ids(store, executions)
   state_names = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
-  states, seconds = {}, {}
+  states, seconds, started = {}, {}, {}
   for execution in executions:
     node = node_of[execution.id]
     states[node] = state_names.get(execution.last_known_state,
                                    str(execution.last_known_state))
     seconds[node] = (execution.last_update_time_since_epoch
                      - execution.create_time_since_epoch) / 1000
-  return RunRecord(run.name, states, seconds, _outputs(store, node_of))
+    started[node] = execution.create_time_since_epoch / 1000
+  return RunRecord(run.name, states, seconds, _outputs(store, node_of), started)
 
 
 def _node_ids(store, executions) -> Dict[int, str]:
