@@ -11,8 +11,10 @@ DirectRunner with that many workers (pipeline.beam_options.direct: one
 in-memory worker, or that many local processes), and prints one row per
 component. With several sizes or worker counts it ends with one table side by
 side, the growth with rows (ideal: the ratio of the sizes) and the speedup of
-more workers. Each run's directory is deleted after it (a 1M-row run writes
-about 1 GB).
+more workers, then the peak memory of the run's processes (this one and Beam's
+workers) while each component ran, and per run the Trainer's examples/s and the
+Evaluator's eval rows/s per worker. Each run's directory is deleted after it (a
+1M-row run writes about 1 GB).
 """
 
 import os
