@@ -57,9 +57,13 @@ def test_portable_local_is_the_portable_runner_with_an_external_worker_pool():
   assert options["runner"] == "PortableRunner" and options["job_endpoint"] == "localhost:8099"
   assert options["environment_type"] == "EXTERNAL"
   assert options["environment_config"] == "localhost:50000"
-  assert args == beam_options.portable("PortableRunner", "localhost:8099",
-                                       environment_type="EXTERNAL",
-                                       environment_config="localhost:50000")
+  assert args[:-1] == beam_options.portable("PortableRunner", "localhost:8099",
+                                            environment_type="EXTERNAL",
+                                            environment_config="localhost:50000")
+  # Beam's default, 60 s, also cuts the job's state stream: longer jobs would fail.
+  assert options["job_server_timeout"] == beam_options.PORTABLE_LOCAL_JOB_TIMEOUT >= 3600
+  short = beam_options.parse(beam_options.portable_local("h:1", "h:2", job_timeout_seconds=90))
+  assert short.get_all_options()["job_server_timeout"] == 90
   for bad in ("localhost", "localhost:", ":8099", "localhost:http", "localhost:70000"):
     with pytest.raises(ValueError, match="must be host:port"):
       beam_options.portable_local(bad, "localhost:50000")
