@@ -133,6 +133,8 @@ def test_a_dofn_runs_in_an_sdk_worker_of_the_pool_and_with_loopback_in_this_proc
   assert loopback["pid"] == os.getpid() and loopback["cwd"] == os.getcwd()
 
 
+# The job's message thread ends on the same deadline, in a thread of Beam's.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_beam_job_longer_than_the_job_server_timeout_fails_in_the_submitter(services):
   """Why beam_options.portable_local sets --job_server_timeout: the PortableRunner holds
   the job's state stream to it, so a job that runs longer fails here (Beam's default,
@@ -145,6 +147,9 @@ def test_a_beam_job_longer_than_the_job_server_timeout_fails_in_the_submitter(se
     with beam.Pipeline(options=PipelineOptions(short)) as pipeline:
       _ = pipeline | beam.Create([8]) | beam.Map(time.sleep)
   assert time.time() - start < 8
+  for thread in threading.enumerate():  # ends here, under this test's warning filter
+    if thread.name == "wait_until_finish_read":
+      thread.join(10)
 
 
 def test_every_beam_component_ran_in_sdk_workers(portable_run, services):
@@ -249,7 +254,8 @@ def test_the_same_model(pipeline_run, portable_run):
              for summary in (pipeline_run.first, portable_run.summary)]
   shapes = readers[0].get_variable_to_shape_map()
   assert shapes == readers[1].get_variable_to_shape_map() and len(shapes) > 50
-  for name in shapes:
+  # The weights; the object graph's bytes are how the checkpoint was laid out.
+  for name in set(shapes) - {"_CHECKPOINTABLE_OBJECT_GRAPH"}:
     np.testing.assert_array_equal(readers[0].get_tensor(name), readers[1].get_tensor(name),
                                   err_msg=name)
 
