@@ -92,7 +92,10 @@ def _patched_dask_runner():
 
 
 def _error(e: BaseException) -> str:
-  """The exception's last line and the innermost frame it came from."""
+  """The first exception of the chain (TFX's clean-up after a failed executor can raise
+  another): its last line and the innermost frame it came from."""
+  while (e.__cause__ or e.__context__) is not None:
+    e = e.__cause__ or e.__context__
   frames = traceback.extract_tb(e.__traceback__)
   where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
   text = traceback.format_exception_only(type(e), e)[-1].strip().splitlines()[0]
