@@ -20,9 +20,8 @@ On the same generated rows (`--rows`, `--seed`: the test suite's 20,000 and 11):
 
 Dask is not a project dependency: install it beside the venv, not into it, e.g.
 `.venv/bin/pip install --no-deps --target /work/dask-pkgs dask==2024.8.0
-distributed==2024.8.0 toolz partd locket fsspec zict tblib msgpack importlib_metadata
-zipp` (versions that
-keep the locked cloudpickle 2.2.1), and put that directory on PYTHONPATH.
+distributed==2024.8.0 toolz partd locket fsspec zict tblib msgpack importlib_metadata zipp`
+(versions that keep the locked cloudpickle 2.2.1), and put that directory on PYTHONPATH.
 """
 
 import os
