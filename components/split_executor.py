@@ -3,11 +3,15 @@
 Subclasses (the CSV and Ali-CCP ExampleGens) read their input into
 `label_blind_split.KeyedExample`s; this base class replaces
 BaseExampleGenExecutor's split, which hashes whole examples, labels included,
-with `label_blind_split.partition`.
+with `label_blind_split.partition`, and reads the subclass's Beam counters back
+in the submitting process once the Beam pipeline is done. What a DoFn prints goes
+to the process it runs in: in-process on the DirectRunner, but into an SDK
+worker's own output on a portable runner (Flink, Spark, Dataflow, Beam's local
+worker pool), so what the user should see travels as counters.
 """
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import apache_beam as beam
 from tfx.components.example_gen import utils
@@ -30,11 +34,45 @@ def output_config(train_buckets: int = TRAIN_BUCKETS, eval_buckets: int = EVAL_B
       example_gen_pb2.SplitConfig.Split(name=EVAL, hash_buckets=eval_buckets)]))
 
 
+def beam_counters(result, namespace: str) -> Dict[str, int]:
+  """The Beam counters of `namespace` in a finished pipeline's result, by name, summed
+  over steps. NotImplementedError from a runner that reports no metrics."""
+  query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(namespace))
+  totals: Dict[str, int] = {}
+  for counter in query["counters"]:
+    # Committed where the runner has them; DirectRunner reports attempted only.
+    value = counter.committed if counter.committed is not None else counter.attempted
+    totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (value or 0)
+  return totals
+
+
 class LabelBlindSplitExecutor(BaseExampleGenExecutor):
   """An ExampleGen executor whose reading PTransform yields KeyedExamples.
 
   Subclasses give `split_of(exec_properties)` (from their custom_config) and, for
-  a split by span, their PTransform reads only the spans `spans_to_read` names."""
+  a split by span, their PTransform reads only the spans `spans_to_read` names.
+  After Do(), `counters` holds the run's Beam counters in the subclass's
+  COUNTER_NAMESPACE (beam_counters; empty when the runner reports none)."""
+
+  COUNTER_NAMESPACE: Optional[str] = None
+
+  def _make_beam_pipeline(self):
+    # Kept so Do() can read the counters of the pipeline the base class runs.
+    self._pipeline = super()._make_beam_pipeline()
+    return self._pipeline
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    """Runs the ExampleGen (BaseExampleGenExecutor), then reads the Beam counters of
+    COUNTER_NAMESPACE into `counters` when the runner reports metrics."""
+    self.counters: Dict[str, int] = {}
+    super().Do(input_dict, output_dict, exec_properties)
+    result = getattr(getattr(self, "_pipeline", None), "result", None)
+    if result is None or not self.COUNTER_NAMESPACE:
+      return
+    try:
+      self.counters = beam_counters(result, self.COUNTER_NAMESPACE)
+    except NotImplementedError:  # a runner without metrics
+      pass
 
   def split_of(self, exec_properties: Dict[str, Any]) -> Split:
     """The Split the subclass's custom_config asks for."""

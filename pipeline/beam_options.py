@@ -13,6 +13,10 @@ is a change of these arguments only:
 * `portable(runner, job_endpoint, ...)`: Flink or Spark through Beam's
   portability framework: the job server at `job_endpoint`, SDK workers in the
   project's image (DOCKER) or an `EXTERNAL` worker pool beside each task manager.
+* `portable_local(job_endpoint, worker_pool)`: Beam's own portable job service on
+  this machine with SDK workers from an external worker pool, each a separate
+  Python process that unpickles the DoFns and imports the project on its own,
+  as on a cluster (pipeline.portable_services starts both).
 
 `merge(defaults, overrides)` lets `--beam-args` replace single flags, and
 `parse(args)` checks a list the way Beam will read it, so a typo fails at
@@ -93,6 +97,42 @@ def portable(runner: str, job_endpoint: str, *, sdk_container_image: Optional[st
   if parallelism:
     args.append(f"--parallelism={parallelism}")
   return args
+
+
+# portable_local's --job_server_timeout: longer than any one Beam job of a run.
+PORTABLE_LOCAL_JOB_TIMEOUT = 4 * 3600
+
+
+def portable_local(job_endpoint: str, worker_pool: str, *,
+                   job_timeout_seconds: int = PORTABLE_LOCAL_JOB_TIMEOUT) -> List[str]:
+  """Beam's PortableRunner against a job service at `job_endpoint` (host:port), its SDK
+  workers started by the external worker pool at `worker_pool` (host:port).
+
+  The local stand-in for Flink, Spark or Dataflow: `python -m
+  apache_beam.runners.portability.local_job_service_main --port N` and `python -m
+  apache_beam.runners.worker.worker_pool_main --service_port M`, or
+  pipeline.portable_services.local_portable_beam. Not LOOPBACK, which runs the SDK
+  harness inside the submitting process, and not PROCESS, which Beam's Python job
+  service does not run (KeyError 'beam:env:process:v1').
+
+  `--job_server_timeout`: the PortableRunner puts it (60 s by default) on the job's
+  state and message streams as well, and Beam's Python job service takes those
+  streams before the job starts, so with the default every Beam job longer than a
+  minute fails in the submitter with DEADLINE_EXCEEDED while it goes on running (and
+  then finds its output deleted by TFX). It also bounds the wait for a job service
+  that is not there."""
+  for name, value in (("job_endpoint", job_endpoint), ("worker_pool", worker_pool)):
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise ValueError(f"portable_local's {name} must be host:port, got {value!r}")
+  if job_endpoint == worker_pool:
+    raise ValueError(f"the job service and the worker pool need two ports, got "
+                     f"{job_endpoint!r} for both")
+  if job_timeout_seconds < 1:
+    raise ValueError(f"job_timeout_seconds must be at least 1, got {job_timeout_seconds}")
+  return portable("PortableRunner", job_endpoint, environment_type="EXTERNAL",
+                  environment_config=worker_pool) + [
+                      f"--job_server_timeout={job_timeout_seconds}"]
 
 
 def split(text_or_list: Iterable[str]) -> List[str]:

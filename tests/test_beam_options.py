@@ -51,6 +51,38 @@ def test_portable_runners_get_their_endpoint_and_the_project_image(runner, endpo
     beam_options.portable(runner, "x:1")
 
 
+def test_portable_local_is_the_portable_runner_with_an_external_worker_pool():
+  args = beam_options.portable_local("localhost:8099", "localhost:50000")
+  options = beam_options.parse(args).get_all_options()
+  assert options["runner"] == "PortableRunner" and options["job_endpoint"] == "localhost:8099"
+  assert options["environment_type"] == "EXTERNAL"
+  assert options["environment_config"] == "localhost:50000"
+  assert args[:-1] == beam_options.portable("PortableRunner", "localhost:8099",
+                                            environment_type="EXTERNAL",
+                                            environment_config="localhost:50000")
+  # Beam's default, 60 s, also cuts the job's state stream: longer jobs would fail.
+  assert options["job_server_timeout"] == beam_options.PORTABLE_LOCAL_JOB_TIMEOUT >= 3600
+  short = beam_options.parse(beam_options.portable_local("h:1", "h:2", job_timeout_seconds=90))
+  assert short.get_all_options()["job_server_timeout"] == 90
+  for bad in ("localhost", "localhost:", ":8099", "localhost:http", "localhost:70000"):
+    with pytest.raises(ValueError, match="must be host:port"):
+      beam_options.portable_local(bad, "localhost:50000")
+  with pytest.raises(ValueError, match="two ports"):
+    beam_options.portable_local("localhost:8099", "localhost:8099")
+
+
+def test_aitm_run_takes_the_local_portable_flags_as_beam_args():
+  """`aitm run --beam-args=...` over the defaults: the DirectRunner's own flags go, the
+  portable ones stay, and the CLI's parser and Beam accept them."""
+  from cli.common_flags import beam_args
+  from cli.main import build_parser
+  flags = " ".join(beam_options.portable_local("localhost:8099", "localhost:50000"))
+  args = build_parser().parse_args(["run", f"--beam-args={flags}"])
+  merged = beam_args(args)
+  assert merged == beam_options.portable_local("localhost:8099", "localhost:50000")
+  assert not [a for a in merged if a.startswith("--direct_")]
+
+
 def test_overrides_replace_single_flags_and_a_new_runner_drops_direct_ones():
   merged = beam_options.merge(configs.BEAM_PIPELINE_ARGS,
                               beam_options.split("--direct_num_workers=2 "

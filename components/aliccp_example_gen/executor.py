@@ -42,7 +42,7 @@ from components.aliccp_example_gen import raw_format
 from components.csv_example_gen.csv_parser import BadInputError
 from components.example_gen_settings import pack_text, unpack_text
 from components.label_blind_split import KeyedExample, Split
-from components.split_executor import LabelBlindSplitExecutor
+from components.split_executor import LabelBlindSplitExecutor, beam_counters
 
 COUNTER_NAMESPACE = "aliccp_example_gen"
 DEFAULT_CHUNK_BYTES = 64 << 20
@@ -331,13 +331,7 @@ def _AliccpToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
 
 def counters_of(result) -> Dict[str, int]:
   """This executor's Beam counters in a finished pipeline's result, by name."""
-  query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(COUNTER_NAMESPACE))
-  totals: Dict[str, int] = {}
-  for counter in query["counters"]:
-    # Committed where the runner has them; DirectRunner reports attempted only.
-    value = counter.committed if counter.committed is not None else counter.attempted
-    totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (value or 0)
-  return totals
+  return beam_counters(result, COUNTER_NAMESPACE)
 
 
 class Executor(LabelBlindSplitExecutor):
@@ -345,6 +339,8 @@ class Executor(LabelBlindSplitExecutor):
   them without reading the labels (components/label_blind_split.py).
 
   After Do(), `counters` holds the run's counters (counters_of)."""
+
+  COUNTER_NAMESPACE = COUNTER_NAMESPACE
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     """The PTransform that reads one split pattern's file pairs into KeyedExamples."""
@@ -354,22 +350,11 @@ class Executor(LabelBlindSplitExecutor):
     """The split packed into custom_config."""
     return settings_from(exec_properties).split
 
-  def _make_beam_pipeline(self):
-    # Kept so Do() can read the counters of the pipeline the base class runs.
-    self._pipeline = super()._make_beam_pipeline()
-    return self._pipeline
-
   def Do(self, input_dict, output_dict, exec_properties) -> None:
-    """Runs the ExampleGen (the base class), then keeps the run's Beam counters in
-    `counters` and prints them, when the runner reports metrics."""
-    self.counters: Dict[str, int] = {}
+    """Runs the ExampleGen (the base class, which keeps the run's Beam counters in
+    `counters`), then prints them, when the runner reports metrics."""
     super().Do(input_dict, output_dict, exec_properties)
-    result = getattr(self._pipeline, "result", None)
-    if result is None:
-      return
-    try:
-      self.counters = counters_of(result)
-    except NotImplementedError:  # a runner without metrics
+    if not self.counters:
       return
     c = self.counters
     print(f"  [ExampleGen] Ali-CCP: {c.get('samples_read', 0):,} samples read, "

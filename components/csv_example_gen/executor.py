@@ -24,6 +24,8 @@ from components.split_executor import LabelBlindSplitExecutor
 from models.config import PipelineConfig, parse_columns
 
 _PROGRESS_EVERY = 50_000
+# The Beam counters of the rows and files read, which Executor.Do prints.
+COUNTER_NAMESPACE = "csv_example_gen"
 
 
 def example_gen_custom_config(config: PipelineConfig, split: Split = Split()
@@ -41,11 +43,17 @@ def _settings_from(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 
 class _ReadCsvFile(beam.DoFn):
   """(path, path relative to input_base) -> KeyedExamples of the file's rows, in order,
-  with progress lines."""
+  with progress lines; counts rows and files in Beam counters.
+
+  The progress lines print where the DoFn runs: here with the DirectRunner, in an
+  SDK worker's own output on a portable runner. The counters come back to the
+  submitting process on every runner (Executor.Do prints them)."""
 
   def __init__(self, columns, labels):
     super().__init__()
     self.columns, self.labels = columns, labels
+    self.rows_read = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, "rows_read")
+    self.files_read = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, "files_read")
 
   def process(self, paths):
     """Reads one CSV file into KeyedExamples keyed `<relative path>:<record number>`,
@@ -61,7 +69,8 @@ class _ReadCsvFile(beam.DoFn):
           print(f"  [ExampleGen] {relative}: {count:,} rows "
                 f"({count / (time.time() - start):,.0f} rows/s)", flush=True)
         yield KeyedExample(f"{relative}:{number}".encode("utf-8"), span, example)
-    print(f"  [ExampleGen] {relative}: {count:,} rows read", flush=True)
+    self.rows_read.inc(count)
+    self.files_read.inc()
 
 
 @beam.ptransform_fn
@@ -97,6 +106,16 @@ def _refuse_no_rows(count: int, pattern: str, files: int) -> int:
 class Executor(LabelBlindSplitExecutor):
   """Reads CSV with a header into typed tf.Examples (see csv_parser) and splits them
   without reading the labels (see label_blind_split)."""
+
+  COUNTER_NAMESPACE = COUNTER_NAMESPACE
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    """Runs the ExampleGen (the base class, which keeps the run's Beam counters in
+    `counters`), then prints the rows and files read, when the runner reports them."""
+    super().Do(input_dict, output_dict, exec_properties)
+    if self.counters:
+      print(f"  [ExampleGen] {self.counters.get('rows_read', 0):,} rows read from "
+            f"{self.counters.get('files_read', 0):,} CSV file(s)", flush=True)
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     """The PTransform that reads a split pattern's CSV files (for a split by span, only
