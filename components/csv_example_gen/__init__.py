@@ -2,7 +2,7 @@
 
   csv_example_gen(input_base, config)   the pipeline node (component.py)
   executor                              the Beam job: files -> typed, split tf.Examples
-  file_ranges                           files cut into byte ranges, one worker each
+  csv_ranges                            files cut into byte ranges, one worker each
   csv_parser                            a range's lines -> tf.Examples, bad rows named
 """
 

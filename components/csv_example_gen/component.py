@@ -23,7 +23,7 @@ def csv_example_gen(input_base, config: PipelineConfig, *, split: Split = Split(
   Files: every file under input_base; with a split by span, every `span-N/` directory's;
   with `one_span`, one span's: `span` or, None, the newest (ExampleGen's {SPAN} pattern).
   Each file is read in byte ranges of about `range_bytes` (None: 64 MiB), one worker
-  each (file_ranges.py).
+  each (csv_ranges.py).
   """
   if span is not None and not one_span:
     raise ValueError("span needs one_span=True (input_base holding span-N directories)")

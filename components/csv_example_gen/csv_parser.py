@@ -8,10 +8,10 @@ that doesn't fit stops the run with file, line and field. The labels
 the step before it is 0.
 
 A row is a line. ExampleGen reads a big file in byte ranges, each on its own
-(file_ranges.py), so a worker dropped at any byte must find where rows start:
-right after a line break. A quoted field may hold commas and quotes but no line
-break; a line whose quotes are still open at its end (a stray quote, or a field
-with a line break in it) is refused with its place.
+(components/byte_ranges.py), so a worker dropped at any byte must find where rows
+start: right after a line break. A quoted field may hold commas and quotes but no
+line break; a line whose quotes are still open at its end (a stray quote, or a
+field with a line break in it) is refused with its place.
 
 A refused row is named by its file, its line and its byte offset, and quoted.
 A range that starts mid-file doesn't know its line numbers, so the line of a
@@ -24,13 +24,12 @@ from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tup
 
 import tensorflow as tf
 
+from components import byte_ranges
 from models import raw_text
 from models.features import Column, ColumnType
 
 # How much of a refused row its message quotes.
 _QUOTED_CHARS = 300
-# Bytes read at a time when counting the lines before a refused row.
-_COUNT_CHUNK = 1 << 20
 
 
 class BadInputError(ValueError):
@@ -169,37 +168,15 @@ def _line_to_example(line: bytes, header: Sequence[str], columns: Sequence[Colum
   return _row_to_example(header, row, columns, labels) if row else None
 
 
-def _line_number(raw: BinaryIO, offset: int) -> int:
-  """The line (from 1) that starts at byte `offset`: one more than the line breaks before
-  it. Reads the file up to there, which only a refused row pays for."""
-  raw.seek(0)
-  breaks, left = 0, offset
-  while left > 0:
-    chunk = raw.read(min(left, _COUNT_CHUNK))
-    if not chunk:
-      break
-    breaks += chunk.count(b"\n")
-    left -= len(chunk)
-  return breaks + 1
-
-
 def _refusal(path: str, raw: BinaryIO, offset: int, line: bytes, bad: _BadRow
              ) -> BadInputError:
   text = line.decode("utf-8", errors="replace").rstrip("\r\n")
   if len(text) > _QUOTED_CHARS:
     text = text[:_QUOTED_CHARS] + "..."
+  line_number = byte_ranges.line_number(raw, offset)
   field = f", field '{bad.field}'" if bad.field else ""
-  return BadInputError(f"Bad input in {path}, line {_line_number(raw, offset)}{field}: "
-                       f"{bad.message}; the row at byte {offset}: {text!r}")
-
-
-def _skip_to_row_start(raw: BinaryIO, start: int) -> int:
-  """Moves `raw` to the first row that starts at or after byte `start` (start >= 1) and
-  returns its offset. A row starts right after a line break: reading from the byte
-  before `start` through the next line break skips the end of a row that began
-  earlier (the range before owns it), or only that line break."""
-  raw.seek(start - 1)
-  return start - 1 + len(raw.readline())
+  return BadInputError(f"Bad input in {path}, line {line_number}{field}: {bad.message}; "
+                       f"the row at byte {offset}: {text!r}")
 
 
 def read_rows(path: str, raw: BinaryIO, header: Header, start: int, stop: Optional[int],
@@ -207,24 +184,15 @@ def read_rows(path: str, raw: BinaryIO, header: Header, start: int, stop: Option
               ) -> Iterator[Tuple[int, tf.train.Example]]:
   """(byte offset, tf.Example) of the rows of a CSV file that start in bytes
   [start, stop) (stop None: to the end), in order; the last is read to its end,
-  past `stop`. `raw`: the file's bytes, seekable; start >= header.end. Blank lines
+  past `stop` (byte_ranges.lines). `raw`: the file's bytes, seekable. Blank lines
   are skipped; a bad row raises BadInputError naming file, line and byte, quoting it."""
-  if start <= header.end:
-    offset = header.end
-    raw.seek(offset)
-  else:
-    offset = _skip_to_row_start(raw, start)
-  while stop is None or offset < stop:
-    line = raw.readline()
-    if not line:
-      return
+  for offset, line in byte_ranges.lines(raw, max(start, header.end), stop):
     try:
       example = _line_to_example(line, header.names, columns, labels)
     except _BadRow as bad:
       raise _refusal(path, raw, offset, line, bad) from None
     if example is not None:
       yield offset, example
-    offset += len(line)
 
 
 def read_examples(path: str, raw: BinaryIO, columns: Sequence[Column],

@@ -4,7 +4,7 @@ The columns and labels come from the config's data_config, and the split from a
 `label_blind_split.Split`, both handed over as `custom_config` (see
 `example_gen_custom_config`).
 
-Each file is cut into byte ranges (file_ranges.py), which a Reshuffle hands out
+Each file is cut into byte ranges (csv_ranges.py), which a Reshuffle hands out
 to the workers, so one big file is read by all of them, as Beam's own
 ReadAllFromText does. A row's split key is its file, relative to input_base, and
 the byte its row starts at (`row_key`): what any worker knows of a row, whichever
@@ -22,9 +22,9 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
+from components.byte_ranges import DEFAULT_RANGE_BYTES
 from components.csv_example_gen.csv_parser import BadInputError
-from components.csv_example_gen.file_ranges import (DEFAULT_RANGE_BYTES, CsvRange,
-                                                    read_range, split_file)
+from components.csv_example_gen.csv_ranges import CsvRange, read_range, split_file
 from components.example_gen_settings import pack_text, unpack_text
 from components.label_blind_split import KeyedExample, Split, read_spans, span_of
 from components.split_executor import LabelBlindSplitExecutor

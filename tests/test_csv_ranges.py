@@ -1,5 +1,5 @@
 """A CSV file is read in byte ranges, one worker each (components/csv_example_gen/
-file_ranges.py): every row is read once whatever the cuts, the examples are those of
+csv_ranges.py): every row is read once whatever the cuts, the examples are those of
 reading the file whole, and a bad row is named by file, line and byte in whichever
 range it falls."""
 
@@ -9,8 +9,7 @@ import re
 import pytest
 
 from components.csv_example_gen.csv_parser import BadInputError, read_examples, read_header
-from components.csv_example_gen.file_ranges import (CsvRange, byte_ranges, read_range,
-                                                    split_file)
+from components.csv_example_gen.csv_ranges import CsvRange, read_range, split_file
 from datagen import taobao
 from models.config import load_config
 from pipeline import configs
@@ -91,19 +90,6 @@ def test_every_cut_of_a_file_in_two_reads_every_row_once(lines, tmp_path, layout
     owned = _in_ranges([second])
     assert all(offset >= cut for offset, _ in owned), cut
     assert len(owned) == sum(1 for o, _ in read if o >= cut), cut
-
-
-def test_byte_ranges_are_equal_and_cover_the_bytes_once():
-  assert byte_ranges(10, 110, 25) == [(10, 35), (35, 60), (60, 85), (85, 110)]
-  assert byte_ranges(10, 111, 25) == [(10, 30), (30, 50), (50, 70), (70, 90), (90, 111)]
-  assert byte_ranges(10, 11, 25) == [(10, 11)]
-  assert byte_ranges(10, 10, 25) == []
-  cuts = byte_ranges(3, 1_000_003, 64)
-  assert cuts[0][0] == 3 and cuts[-1][1] == 1_000_003
-  assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))
-  assert max(stop - start for start, stop in cuts) <= 64
-  with pytest.raises(ValueError, match="range_bytes must be at least 1, got 0"):
-    byte_ranges(0, 10, 0)
 
 
 def test_a_small_file_is_one_range_and_a_header_alone_none(lines, tmp_path):
