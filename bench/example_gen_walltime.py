@@ -76,7 +76,7 @@ def main():
   parser.add_argument("--work-dir", help="where data and outputs go (default: a temporary dir)")
   args = parser.parse_args()
 
-  from components.csv_example_gen.file_ranges import DEFAULT_RANGE_BYTES
+  from components.byte_ranges import DEFAULT_RANGE_BYTES
   from datagen import taobao
   from models.config import load_config
   from pipeline import configs
