@@ -11,11 +11,12 @@ Here each row is hashed by a key that holds no label, in TFX's way (sha256 of
 the key modulo the sum of the splits' `hash_buckets`), so the split is the
 same for the same input and the cache holds:
 
-* `row` (the default): the row's place in the input, its file (relative to
-  input_base) and its number there (CSV), or its file and sample_id
-  (Ali-CCP). Copies of an impression fall into both splits, 4:1 like every
-  other row, so the eval split repeats train's user-ad pairs as the
-  impressions the model will serve do.
+* `row` (the default): the row's place in the input: its file (relative to
+  input_base) and the byte its row starts at, `data.csv@1234` (CSV: a
+  worker reading a byte range of a big file knows a row's offset, not its
+  number), or its file and sample_id (Ali-CCP). Copies of an impression fall
+  into both splits, 4:1 like every other row, so the eval split repeats
+  train's user-ad pairs as the impressions the model will serve do.
 * `columns`: the values of the named columns, e.g. `user_id` for an
   evaluation on users the model never trained on. A row without a value in
   one of them hashes with the empty value.

@@ -248,14 +248,14 @@ def test_no_split_depends_on_the_labels():
   names = ["train", "eval"]
   for split in (Split(), Split.parse("columns=user_id")):
     for n in range(200):
-      key = f"data.csv:{n}".encode()
+      key = f"data.csv@{105 * n}".encode()
       assert (partition(_keyed(key, 0, f"u{n}"), 2, [4, 5], split, names)
               == partition(_keyed(key, 1, f"u{n}"), 2, [4, 5], split, names))
   by_user = Split.parse("columns=user_id")
   sides = {partition(_keyed(f"r{n}".encode(), n % 2, "u7"), 2, [4, 5], by_user, names)
            for n in range(50)}
   assert len(sides) == 1
-  rows = [partition(_keyed(f"data.csv:{n}".encode(), 0), 2, [4, 5], Split(), names)
+  rows = [partition(_keyed(f"data.csv@{105 * n}".encode(), 0), 2, [4, 5], Split(), names)
           for n in range(5000)]
   assert abs(np.mean(rows) - 0.2) < 0.02
   assert partition(_keyed(b"x", 0, span=3), 2, [4, 5], Split("span"), names, 3) == 1

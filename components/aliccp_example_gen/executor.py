@@ -10,7 +10,7 @@ Any other file the pattern matches is refused.
 
 How it scales (the full 40 GB on Dataflow): every file is read as byte ranges
 of `chunk_bytes` (64 MiB), spread over the workers; a range reads the lines
-that start in it. Lines are parsed, buy=1-without-click samples dropped and
+that start in it (components/byte_ranges.py). Lines are parsed, buy=1-without-click samples dropped and
 unkept fields discarded right there, so the shuffle carries only the kept ids.
 Samples and common lines meet in a CoGroupByKey on (common file,
 common_feature_index): no side input, and the index is scoped to its file
@@ -29,15 +29,14 @@ whose column holds more than one id).
 
 import json
 import os
-from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
+from components import byte_ranges
 from components.aliccp_example_gen import raw_format
 from components.csv_example_gen.csv_parser import BadInputError
 from components.example_gen_settings import pack_text, unpack_text
@@ -45,8 +44,7 @@ from components.label_blind_split import KeyedExample, Split
 from components.split_executor import LabelBlindSplitExecutor, beam_counters
 
 COUNTER_NAMESPACE = "aliccp_example_gen"
-DEFAULT_CHUNK_BYTES = 64 << 20
-_COUNT_BLOCK = 1 << 20
+DEFAULT_CHUNK_BYTES = byte_ranges.DEFAULT_RANGE_BYTES
 
 
 class Settings(NamedTuple):
@@ -96,16 +94,6 @@ class RawFile(NamedTuple):
   compressed: bool
 
 
-def _is_compressed(path: str) -> bool:
-  return CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED
-
-
-def _open(raw: RawFile):
-  # UNCOMPRESSED when it is: the stream must seek to a range's start.
-  return FileSystems.open(raw.path, compression_type=(
-      CompressionTypes.AUTO if raw.compressed else CompressionTypes.UNCOMPRESSED))
-
-
 def pair_files(paths: Sequence[str], pattern: str) -> Tuple[List[str], List[str]]:
   """The files a split pattern matched -> (skeleton files, their common files),
   index-aligned; refuses what breaks the naming convention (module docstring)."""
@@ -139,42 +127,24 @@ def pair_files(paths: Sequence[str], pattern: str) -> Tuple[List[str], List[str]
   return skeletons, paired
 
 
-def file_chunks(raw: RawFile, chunk_bytes: int) -> List[Tuple[int, int]]:
-  """[start, end) byte ranges covering the file; (0, -1) for the whole of a
-  compressed one."""
+def file_chunks(raw: RawFile, chunk_bytes: int) -> List[Tuple[int, Optional[int]]]:
+  """[start, end) byte ranges covering the file (byte_ranges.cut); (0, None), the whole,
+  for a compressed one."""
   if raw.compressed:
-    return [(0, -1)]
-  size = fileio.stat(raw.path).length
-  return [(start, min(start + chunk_bytes, size)) for start in range(0, size, chunk_bytes)]
+    return [(0, None)]
+  return byte_ranges.cut(0, fileio.stat(raw.path).length, chunk_bytes)
 
 
-def read_chunk(raw: RawFile, start: int, end: int) -> Iterator[Tuple[int, bytes]]:
-  """(byte offset, line) of every line that starts in [start, end); end -1 = to EOF."""
-  with _open(raw) as stream:
-    position = 0
-    if start > 0:
-      # The line running through `start - 1` belongs to the range before.
-      stream.seek(start - 1)
-      position = start - 1 + len(stream.readline())
-    while end < 0 or position < end:
-      line = stream.readline()
-      if not line:
-        return
-      yield position, line
-      position += len(line)
+def read_chunk(raw: RawFile, start: int, end: Optional[int]) -> Iterator[Tuple[int, bytes]]:
+  """(byte offset, line) of every line that starts in [start, end); end None: to EOF."""
+  with byte_ranges.open_file(raw.path) as stream:
+    yield from byte_ranges.lines(stream, start, end)
 
 
 def line_number(raw: RawFile, offset: int) -> int:
   """The 1-based number of the line starting at byte `offset` (read only on errors)."""
-  newlines, remaining = 0, offset
-  with _open(raw) as stream:
-    while remaining > 0:
-      block = stream.read(min(_COUNT_BLOCK, remaining))
-      if not block:
-        break
-      newlines += block.count(b"\n")
-      remaining -= len(block)
-  return newlines + 1
+  with byte_ranges.open_file(raw.path) as stream:
+    return byte_ranges.line_number(stream, offset)
 
 
 def bad_line(raw: RawFile, offset: int, message: str, field: str = "") -> BadInputError:
@@ -191,7 +161,7 @@ def _counter(name: str):
   return beam.metrics.Metrics.counter(COUNTER_NAMESPACE, name)
 
 
-def _lines(raw: RawFile, start: int, end: int) -> Iterator[Tuple[int, str]]:
+def _lines(raw: RawFile, start: int, end: Optional[int]) -> Iterator[Tuple[int, str]]:
   for offset, line in read_chunk(raw, start, end):
     try:
       text = line.decode("utf-8").rstrip("\r\n")
@@ -302,8 +272,8 @@ def _AliccpToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
                          split_pattern)
   skeleton_paths, common_paths = pair_files(sorted(fileio.glob(pattern)), pattern)
-  skeletons = [RawFile(p, _is_compressed(p)) for p in skeleton_paths]
-  commons = [RawFile(p, _is_compressed(p)) for p in common_paths]
+  skeletons = [RawFile(p, byte_ranges.is_compressed(p)) for p in skeleton_paths]
+  commons = [RawFile(p, byte_ranges.is_compressed(p)) for p in common_paths]
   keep = {field: column for field, column in settings.fields}
 
   def chunks(files):

@@ -2,7 +2,8 @@
 
   csv_example_gen(input_base, config)   the pipeline node (component.py)
   executor                              the Beam job: files -> typed, split tf.Examples
-  csv_parser                            one file's lines -> tf.Examples, bad rows named
+  csv_ranges                            files cut into byte ranges, one worker each
+  csv_parser                            a range's lines -> tf.Examples, bad rows named
 """
 
 from components.csv_example_gen.component import csv_example_gen

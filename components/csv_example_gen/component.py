@@ -14,14 +14,16 @@ from models.config import PipelineConfig
 
 
 def csv_example_gen(input_base, config: PipelineConfig, *, split: Split = Split(),
-                    one_span: bool = False, span: Optional[int] = None
-                    ) -> FileBasedExampleGen:
+                    one_span: bool = False, span: Optional[int] = None,
+                    range_bytes: Optional[int] = None) -> FileBasedExampleGen:
   """FileBasedExampleGen over the CSV files under `input_base` (a path, or a Kubeflow
   RuntimeParameter), typed by the config's columns and split train:eval 4:1 by
   `split` without reading the labels (components/label_blind_split.py).
 
   Files: every file under input_base; with a split by span, every `span-N/` directory's;
   with `one_span`, one span's: `span` or, None, the newest (ExampleGen's {SPAN} pattern).
+  Each file is read in byte ranges of about `range_bytes` (None: 64 MiB), one worker
+  each (csv_ranges.py).
   """
   if span is not None and not one_span:
     raise ValueError("span needs one_span=True (input_base holding span-N directories)")
@@ -39,6 +41,6 @@ def csv_example_gen(input_base, config: PipelineConfig, *, split: Split = Split(
                                                   end_span_number=span))
   return FileBasedExampleGen(
       input_base=input_base, **span_args,
-      custom_config=executor.example_gen_custom_config(config, split),
+      custom_config=executor.example_gen_custom_config(config, split, range_bytes),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor),
       output_config=split_output_config(TRAIN_BUCKETS, EVAL_BUCKETS))

@@ -6,20 +6,52 @@ the types are declared (the config's `data_config.input_fields`) and a value
 that doesn't fit stops the run with file, line and field. The labels
 (`label_fields`, in funnel order) must be 0 or 1, and a step can't be 1 where
 the step before it is 0.
+
+A row is a line. ExampleGen reads a big file in byte ranges, each on its own
+(components/byte_ranges.py), so a worker dropped at any byte must find where rows
+start: right after a line break. A quoted field may hold commas and quotes but no
+line break; a line whose quotes are still open at its end (a stray quote, or a
+field with a line break in it) is refused with its place.
+
+A refused row is named by its file, its line and its byte offset, and quoted.
+A range that starts mid-file doesn't know its line numbers, so the line of a
+refused row is counted (the line breaks before it) when it is refused.
 """
 
 import csv
 import math
-from typing import BinaryIO, Iterable, Iterator, Sequence, Tuple
+from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from components import byte_ranges
 from models import raw_text
 from models.features import Column, ColumnType
+
+# How much of a refused row its message quotes.
+_QUOTED_CHARS = 300
 
 
 class BadInputError(ValueError):
   """Raised for input that would otherwise train a silently bad model."""
+
+
+class Header(NamedTuple):
+  """A CSV file's header: its column names, and the byte where the first row starts."""
+  names: Tuple[str, ...]
+  end: int
+
+
+class _BadRow(Exception):
+  """What is wrong with one row, before its place is known; `field` None: the whole row."""
+
+  def __init__(self, message: str, field: Optional[str] = None):
+    super().__init__(message)
+    self.message, self.field = message, field
+
+
+class _QuoteLeftOpen(Exception):
+  """csv.reader asked for the next line: a quoted field was still open at a line's end."""
 
 
 def check_header(path: str, header: Sequence[str], columns: Sequence[Column]) -> None:
@@ -41,17 +73,50 @@ def check_header(path: str, header: Sequence[str], columns: Sequence[Column]) ->
         f"Expected the columns {expected}")
 
 
-def _bad(path, line, field, message):
-  return BadInputError(f"Bad input in {path}, line {line}, field '{field}': {message}")
+def _one_line(text: str) -> Iterator[str]:
+  # csv.reader asks for another line only to go on with a quoted field still open.
+  yield text
+  raise _QuoteLeftOpen()
 
 
-def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[str],
-                   columns: Sequence[Column], labels: Sequence[str]) -> tf.train.Example:
-  """One CSV record -> tf.Example; an empty cell is a missing feature."""
+def _cells(text: str) -> List[str]:
+  """The cells of one line ([] for a blank one); _QuoteLeftOpen when a quoted field
+  runs past the line's end, csv.Error for other broken quoting."""
+  return next(csv.reader(_one_line(text), strict=True))
+
+
+_QUOTE_LEFT_OPEN = ("a quoted field is still open at the end of the line: a stray quote, "
+                    "or a line break inside a quoted field, which ExampleGen does not read "
+                    "(a row is one line, so that big files can be read in byte ranges)")
+
+
+def read_header(path: str, raw: BinaryIO, columns: Sequence[Column]) -> Header:
+  """The header at the start of a CSV file's bytes, checked against the config's
+  columns (check_header); a byte-order mark before it is read as nothing."""
+  line = raw.readline()
+  if not line:
+    raise BadInputError(f"Bad input in {path}: the file is empty (a header is expected)")
+  place = f"Bad input in {path}, line 1 (header)"
+  try:
+    names = _cells(line.decode("utf-8-sig"))
+  except UnicodeDecodeError as e:
+    raise BadInputError(f"{place}: not UTF-8 text ({e.reason} at byte {e.start} of the "
+                        f"line)") from None
+  except _QuoteLeftOpen:
+    raise BadInputError(f"{place}: {_QUOTE_LEFT_OPEN}") from None
+  except csv.Error as e:
+    raise BadInputError(f"{place}: {e}") from None
+  names = [name.strip() for name in names]
+  check_header(path, names, columns)
+  return Header(tuple(names), len(line))
+
+
+def _row_to_example(header: Sequence[str], row: Sequence[str], columns: Sequence[Column],
+                   labels: Sequence[str]) -> tf.train.Example:
+  """One CSV record -> tf.Example; an empty cell is a missing feature. _BadRow saying
+  what is wrong, which read_rows turns into a BadInputError naming its place."""
   if len(row) != len(header):
-    raise BadInputError(
-        f"Bad input in {path}, line {line}: {len(row)} fields where the header has "
-        f"{len(header)} (a malformed row)")
+    raise _BadRow(f"{len(row)} fields where the header has {len(header)} (a malformed row)")
   cells = dict(zip(header, row))
   example = tf.train.Example()
   feature = example.features.feature
@@ -60,7 +125,7 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
     value = cells[name].strip()
     if name in labels:
       if value not in ("0", "1"):
-        raise _bad(path, line, name, f"label must be 0 or 1, got {value!r}")
+        raise _BadRow(f"label must be 0 or 1, got {value!r}", name)
       feature[name].int64_list.value.append(int(value))
     elif not value:
       continue
@@ -70,66 +135,69 @@ def row_to_example(path: str, line: int, header: Sequence[str], row: Sequence[st
       try:
         number = float(value)
       except ValueError:
-        raise _bad(path, line, name, f"{value!r} is not a number") from None
+        raise _BadRow(f"{value!r} is not a number", name) from None
       if not math.isfinite(number) or number < 0:
-        raise _bad(path, line, name, f"{value!r} is not a finite non-negative number")
+        raise _BadRow(f"{value!r} is not a finite non-negative number", name)
       feature[name].float_list.value.append(number)
     else:
       try:
         number = raw_text.parse_int64(value)
       except ValueError as e:
-        raise _bad(path, line, name, f"{value!r} is {e}") from None
+        raise _BadRow(f"{value!r} is {e}", name) from None
       feature[name].int64_list.value.append(number)
   for prev_label, label in zip(labels, labels[1:]):
     if feature[label].int64_list.value[0] > feature[prev_label].int64_list.value[0]:
-      raise _bad(path, line, label,
-                 f"{label}=1 but {prev_label}=0: a funnel step can't happen without "
-                 f"the one before it")
+      raise _BadRow(f"{label}=1 but {prev_label}=0: a funnel step can't happen without "
+                    f"the one before it", label)
   return example
 
 
-def decoded_lines(path: str, raw: BinaryIO) -> Iterator[str]:
-  """The lines of a binary stream as text (models.raw_text): bytes that are not UTF-8
-  are refused with their line."""
-  def refuse(number, e):
-    return BadInputError(f"Bad input in {path}, line {number}: not UTF-8 text ({e.reason} "
-                         f"at byte {e.start} of the line)")
-  return (text for _, text in raw_text.decoded_lines(iter(raw.readline, b""), refuse))
-
-
-def read_examples(path: str, text: Iterable[str], columns: Sequence[Column],
-                  labels: Sequence[str]) -> Iterator[tf.train.Example]:
-  """All records of one CSV file with a header."""
-  for _, example in read_numbered_examples(path, text, columns, labels):
-    yield example
-
-
-def read_numbered_examples(path: str, text: Iterable[str], columns: Sequence[Column],
-                           labels: Sequence[str]) -> Iterator[Tuple[int, tf.train.Example]]:
-  """(record number, tf.Example) of all records of one CSV file with a header; the
-  first record after the header is number 1. `text`: the file's lines (a text
-  stream, or decoded_lines over its bytes); a byte-order mark before the header is
-  dropped."""
-  reader = csv.reader(text, strict=True)
+def _line_to_example(line: bytes, header: Sequence[str], columns: Sequence[Column],
+                     labels: Sequence[str]) -> Optional[tf.train.Example]:
+  """One line's tf.Example; None for a blank line; _BadRow saying what is wrong."""
   try:
-    header = next(reader)
-  except StopIteration:
-    raise BadInputError(f"Bad input in {path}: the file is empty (a header is expected)") from None
+    text = line.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise _BadRow(f"not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
+  try:
+    row = _cells(text)
+  except _QuoteLeftOpen:
+    raise _BadRow(_QUOTE_LEFT_OPEN) from None
   except csv.Error as e:
-    raise BadInputError(f"Bad input in {path}, line 1 (header): {e}") from None
-  header = [h.strip() for h in header]
-  if header and header[0].startswith("\ufeff"):
-    header[0] = header[0][1:].strip()
-  check_header(path, header, columns)
-  number = 0
-  while True:
+    raise _BadRow(str(e)) from None
+  return _row_to_example(header, row, columns, labels) if row else None
+
+
+def _refusal(path: str, raw: BinaryIO, offset: int, line: bytes, bad: _BadRow
+             ) -> BadInputError:
+  text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+  if len(text) > _QUOTED_CHARS:
+    text = text[:_QUOTED_CHARS] + "..."
+  line_number = byte_ranges.line_number(raw, offset)
+  field = f", field '{bad.field}'" if bad.field else ""
+  return BadInputError(f"Bad input in {path}, line {line_number}{field}: {bad.message}; "
+                       f"the row at byte {offset}: {text!r}")
+
+
+def read_rows(path: str, raw: BinaryIO, header: Header, start: int, stop: Optional[int],
+              columns: Sequence[Column], labels: Sequence[str]
+              ) -> Iterator[Tuple[int, tf.train.Example]]:
+  """(byte offset, tf.Example) of the rows of a CSV file that start in bytes
+  [start, stop) (stop None: to the end), in order; the last is read to its end,
+  past `stop` (byte_ranges.lines). `raw`: the file's bytes, seekable. Blank lines
+  are skipped; a bad row raises BadInputError naming file, line and byte, quoting it."""
+  for offset, line in byte_ranges.lines(raw, max(start, header.end), stop):
     try:
-      row = next(reader)
-    except StopIteration:
-      return
-    except csv.Error as e:
-      raise BadInputError(f"Bad input in {path}, line {reader.line_num}: {e}") from None
-    if not row:
-      continue
-    number += 1
-    yield number, row_to_example(path, reader.line_num, header, row, columns, labels)
+      example = _line_to_example(line, header.names, columns, labels)
+    except _BadRow as bad:
+      raise _refusal(path, raw, offset, line, bad) from None
+    if example is not None:
+      yield offset, example
+
+
+def read_examples(path: str, raw: BinaryIO, columns: Sequence[Column],
+                  labels: Sequence[str]) -> Iterator[tf.train.Example]:
+  """All records of one CSV file with a header, from its bytes, read whole."""
+  header = read_header(path, raw, columns)
+  for _, example in read_rows(path, raw, header, header.end, None, columns, labels):
+    yield example

@@ -2,22 +2,29 @@
 
 The columns and labels come from the config's data_config, and the split from a
 `label_blind_split.Split`, both handed over as `custom_config` (see
-`example_gen_custom_config`). A row's split key is its file, relative to
-input_base, and its record number there.
+`example_gen_custom_config`).
+
+Each file is cut into byte ranges (csv_ranges.py), which a Reshuffle hands out
+to the workers, so one big file is read by all of them, as Beam's own
+ReadAllFromText does. A row's split key is its file, relative to input_base, and
+the byte its row starts at (`row_key`): what any worker knows of a row, whichever
+range it reads, where the row's number in its file is known only to a worker that
+read everything before it.
 """
 
 import json
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import apache_beam as beam
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.csv_example_gen.csv_parser import (BadInputError, decoded_lines,
-                                                   read_numbered_examples)
+from components.byte_ranges import DEFAULT_RANGE_BYTES
+from components.csv_example_gen.csv_parser import BadInputError
+from components.csv_example_gen.csv_ranges import CsvRange, read_range, split_file
 from components.example_gen_settings import pack_text, unpack_text
 from components.label_blind_split import KeyedExample, Split, read_spans, span_of
 from components.split_executor import LabelBlindSplitExecutor
@@ -28,12 +35,21 @@ _PROGRESS_EVERY = 50_000
 COUNTER_NAMESPACE = "csv_example_gen"
 
 
-def example_gen_custom_config(config: PipelineConfig, split: Split = Split()
+def example_gen_custom_config(config: PipelineConfig, split: Split = Split(),
+                              range_bytes: Optional[int] = None
                               ) -> example_gen_pb2.CustomConfig:
-  """The config's columns and the split, packed for FileBasedExampleGen(custom_config=...).
-  ValueError when the split names a column the config doesn't have, or a label."""
+  """The config's columns and the split, packed for FileBasedExampleGen(custom_config=...),
+  and, when given, the size of the byte ranges files are read in (None: 64 MiB). The
+  size changes which worker reads a row, not the examples, so the default stays out of
+  the settings, ExampleGen's cache key. ValueError when the split names a column the
+  config doesn't have, or a label, or range_bytes is not a whole number >= 1."""
   split.check_columns([c.name for c in config.columns], config.labels, config.source)
-  return pack_text(json.dumps({"config": config.columns_text(), "split": split.to_json()}))
+  settings = {"config": config.columns_text(), "split": split.to_json()}
+  if range_bytes is not None:
+    if isinstance(range_bytes, bool) or not isinstance(range_bytes, int) or range_bytes < 1:
+      raise ValueError(f"range_bytes must be a whole number of bytes >= 1, got {range_bytes!r}")
+    settings["range_bytes"] = range_bytes
+  return pack_text(json.dumps(settings))
 
 
 def _settings_from(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
@@ -41,9 +57,20 @@ def _settings_from(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
                                 "custom_config=example_gen_custom_config(config)"))
 
 
-class _ReadCsvFile(beam.DoFn):
-  """(path, path relative to input_base) -> KeyedExamples of the file's rows, in order,
-  with progress lines; counts rows and files in Beam counters.
+def row_key(relative: str, offset: int) -> bytes:
+  """The split key of the row starting at byte `offset` of the file at `relative` (its
+  path under input_base): `<relative path>@<byte offset>`."""
+  return f"{relative}@{offset}".encode("utf-8")
+
+
+def _cut_file(paths, columns, range_bytes):
+  path, relative = paths
+  return split_file(path, relative, columns, range_bytes)
+
+
+class _ReadCsvRange(beam.DoFn):
+  """CsvRange -> KeyedExamples of the rows it owns, in order, with progress lines;
+  counts rows and files in Beam counters.
 
   The progress lines print where the DoFn runs: here with the DirectRunner, in an
   SDK worker's own output on a portable runner. The counters come back to the
@@ -55,22 +82,22 @@ class _ReadCsvFile(beam.DoFn):
     self.rows_read = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, "rows_read")
     self.files_read = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, "files_read")
 
-  def process(self, paths):
-    """Reads one CSV file into KeyedExamples keyed `<relative path>:<record number>`,
-    with the span of its directory, printing progress."""
-    path, relative = paths
-    span = span_of(relative)
+  def process(self, part: CsvRange):
+    """Reads one range of a CSV file into KeyedExamples keyed by row_key, with the span
+    of its directory, printing progress."""
+    span, where = span_of(part.relative), part.describe()
     start, count = time.time(), 0
-    with beam.io.filesystems.FileSystems.open(path) as raw:
-      text = decoded_lines(path, raw)
-      for number, example in read_numbered_examples(path, text, self.columns, self.labels):
-        count += 1
-        if count % _PROGRESS_EVERY == 0:
-          print(f"  [ExampleGen] {relative}: {count:,} rows "
-                f"({count / (time.time() - start):,.0f} rows/s)", flush=True)
-        yield KeyedExample(f"{relative}:{number}".encode("utf-8"), span, example)
+    for offset, example in read_range(part, self.columns, self.labels):
+      count += 1
+      if count % _PROGRESS_EVERY == 0:
+        print(f"  [ExampleGen] {where}: {count:,} rows "
+              f"({count / (time.time() - start):,.0f} rows/s)", flush=True)
+      yield KeyedExample(row_key(part.relative, offset), span, example)
+    print(f"  [ExampleGen] {where}: {count:,} rows read in {time.time() - start:,.1f}s",
+          flush=True)
     self.rows_read.inc(count)
-    self.files_read.inc()
+    if part.index == 1:   # a file counts once, however many ranges it was cut into
+      self.files_read.inc()
 
 
 @beam.ptransform_fn
@@ -85,11 +112,15 @@ def _CsvToTypedExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     files = [f for f in files if span_of(os.path.relpath(f, base)) in spans]
   if not files:
     raise BadInputError(f"Bad input: no CSV files match {pattern}")
-  columns, labels = parse_columns(_settings_from(exec_properties)["config"],
-                                  source="ExampleGen custom_config")
+  settings = _settings_from(exec_properties)
+  columns, labels = parse_columns(settings["config"], source="ExampleGen custom_config")
+  range_bytes = settings.get("range_bytes", DEFAULT_RANGE_BYTES)
   rows = (pipeline
           | "CsvFiles" >> beam.Create([(f, os.path.relpath(f, base)) for f in files])
-          | "ParseRows" >> beam.ParDo(_ReadCsvFile(columns, labels)))
+          | "CutIntoRanges" >> beam.FlatMap(_cut_file, columns, range_bytes)
+          # Fusion would keep every range of a file on the worker that cut it.
+          | "SpreadRanges" >> beam.Reshuffle()
+          | "ParseRows" >> beam.ParDo(_ReadCsvRange(columns, labels)))
   _ = (rows
        | "CountRows" >> beam.combiners.Count.Globally()
        | "RefuseNoRows" >> beam.Map(_refuse_no_rows, pattern, len(files)))

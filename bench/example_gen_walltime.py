@@ -1,0 +1,125 @@
+"""Wall time of the CSV ExampleGen alone, one file, by Beam workers.
+
+    .venv/bin/python bench/example_gen_walltime.py --rows 1000000 --workers 1 2
+    .venv/bin/python bench/example_gen_walltime.py --data DIR --workers 1 2 --range-mb 16
+
+Generates the rows once (datagen.taobao, one file; or reads the CSV files under
+`--data`), then runs the CSV ExampleGen's executor (components/csv_example_gen:
+byte ranges, the label-blind split, the TFRecord writes) on the DirectRunner with
+each number of workers (pipeline.beam_options.direct: one in-memory worker, or
+that many local processes), in a fresh output directory, and prints seconds, rows
+a second and the speedup over the first worker count, with the load average
+before and after each run (other work on the machine slows a run down).
+"""
+
+import os
+import sys
+
+# Run as a script, sys.path[0] is bench/; the project's packages are one up.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from cli.tensorflow_import import setup_tensorflow  # noqa: E402
+
+setup_tensorflow()  # before anything loads TensorFlow
+
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from unittest import mock  # noqa: E402
+
+
+def _load() -> str:
+  return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _run(config, data_dir, out_dir, workers, range_bytes):
+  """One ExampleGen run through its executor's Do(); (seconds, {split: examples})."""
+  import tensorflow as tf
+  from tfx.dsl.components.base import base_beam_executor
+  from tfx.types import standard_artifacts, standard_component_specs
+
+  from components.csv_example_gen import csv_example_gen
+  from pipeline import beam_options
+
+  component = csv_example_gen(data_dir, config, range_bytes=range_bytes)
+  examples = standard_artifacts.Examples()
+  examples.uri = out_dir
+  context = base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=beam_options.direct(workers), tmp_dir=out_dir, unique_id="bench")
+  properties = dict(component.exec_properties)
+  properties[standard_component_specs.INPUT_BASE_KEY] = data_dir
+  start = time.time()
+  with mock.patch.object(sys, "argv", sys.argv[:1]):   # Beam would parse the bench's flags
+    component.executor_spec.executor_class(context).Do(
+        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+  seconds = time.time() - start
+  counts = {}
+  for split in ("train", "eval"):
+    files = glob.glob(os.path.join(out_dir, f"Split-{split}", "*.gz"))
+    counts[split] = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+  return seconds, counts
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
+  parser.add_argument("--data", help="a directory of CSV files to read instead")
+  parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                      help="DirectRunner workers (processes when more than 1)")
+  parser.add_argument("--range-mb", type=float,
+                      help="byte range size in MiB (default: ExampleGen's, 64)")
+  parser.add_argument("--seed", type=int, default=7)
+  parser.add_argument("--work-dir", help="where data and outputs go (default: a temporary dir)")
+  args = parser.parse_args()
+
+  from components.byte_ranges import DEFAULT_RANGE_BYTES
+  from datagen import taobao
+  from models.config import load_config
+  from pipeline import configs
+
+  config = load_config(configs.CONFIG_PATH)
+  work = tempfile.mkdtemp(prefix="aitm-exgen-bench-", dir=args.work_dir)
+  # The worker processes import the parser by name, as Dataflow's do from the image.
+  os.environ["PYTHONPATH"] = os.pathsep.join(
+      [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+  data_dir = args.data
+  if not data_dir:
+    data_dir = os.path.join(work, "data")
+    start = time.time()
+    taobao.write_csv(data_dir, args.rows, args.seed)
+    print(f"== generated {args.rows:,} rows in {time.time() - start:.1f}s", flush=True)
+  size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(data_dir, "**"), recursive=True)
+             if os.path.isfile(p))
+  range_bytes = int(args.range_mb * 2 ** 20) if args.range_mb else None
+  range_mb = (range_bytes or DEFAULT_RANGE_BYTES) / 2 ** 20
+  results = []
+  try:
+    for workers in args.workers:
+      before = _load()
+      print(f"\n== {workers} worker(s), load {before}", flush=True)
+      out_dir = tempfile.mkdtemp(prefix=f"out-{workers}w-", dir=work)
+      seconds, counts = _run(config, data_dir, out_dir, workers, range_bytes)
+      shutil.rmtree(out_dir, ignore_errors=True)
+      results.append((workers, seconds, counts, before, _load()))
+      print(f"== {workers} worker(s): {seconds:.1f}s", flush=True)
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+  rows = sum(results[0][2].values())
+  source = args.data or f"one generated file (seed {args.seed})"
+  print(f"\nCSV ExampleGen, {rows:,} rows, {size / 2 ** 20:,.1f} MiB in {source}; "
+        f"ranges of {range_mb:g} MiB; {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+  print("| workers | seconds | rows/s | speedup | train / eval | load before | load after |")
+  print("|---|---|---|---|---|---|---|")
+  for workers, seconds, counts, before, after in results:
+    print(f"| {workers} | {seconds:.1f} | {rows / seconds:,.0f} | "
+          f"{results[0][1] / seconds:.2f}x | {counts['train']:,} / {counts['eval']:,} | "
+          f"{before} | {after} |")
+
+
+if __name__ == "__main__":
+  main()
