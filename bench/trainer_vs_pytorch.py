@@ -40,8 +40,10 @@ Without one the bench stops before any work, saying so.
    steady state: from the end of step `--warmup` to the end of the last step,
    without the evaluation after each epoch and without the epoch ends (so
    the first step's tracing, tf.data's shuffle-buffer fill and the exports
-   are out); `fit` also shows the Trainer's whole `model.fit` (its
-   `training_summary.json`: steps x batch / train_seconds).
+   are out). Per second of wall time, and per second of the process's CPU
+   time over the same steps (less sensitive to other work on the machine:
+   what a second of the cores buys). The Trainer's whole `model.fit` too
+   (its `training_summary.json`: steps x batch / train_seconds).
 3. Quality, with `--quality-seeds`: the Trainer of each tree trained as a
    pipeline run trains (its own schedule, early stopping on its eval split),
    one run per training seed on the same data; test AUC per task, mean ± sample
@@ -219,7 +221,7 @@ def _step_clock(warmup: int):
   class StepClock(tf.keras.callbacks.Callback):
     def __init__(self):
       super().__init__()
-      self.before_epoch, self.seconds, self.steps = 0, 0.0, 0
+      self.before_epoch, self.seconds, self.cpu_seconds, self.steps = 0, 0.0, 0.0, 0
       self.done, self.last = 0, None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -227,12 +229,13 @@ def _step_clock(warmup: int):
 
     def on_train_batch_begin(self, batch, logs=None):
       if self.last is None:
-        self.last = time.perf_counter()
+        self.last = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, batch, logs=None):
-      now, ran = time.perf_counter(), batch + 1 - self.done   # Keras passes the last step
-      if self.before_epoch + self.done >= warmup:
-        self.seconds += now - self.last
+      now, ran = (time.perf_counter(), time.process_time()), batch + 1 - self.done
+      if self.before_epoch + self.done >= warmup:   # Keras passes the last step's index
+        self.seconds += now[0] - self.last[0]
+        self.cpu_seconds += now[1] - self.last[1]
         self.steps += ran
       self.done, self.last = batch + 1, now
 
@@ -300,6 +303,7 @@ def tf_worker(args):
   batch = summary.get("global_batch_size", summary["batch_size"])
   with open(args.out, "w") as f:
     json.dump({"examples_per_second": clock.steps * batch / clock.seconds,
+               "examples_per_cpu_second": clock.steps * batch / clock.cpu_seconds,
                "fit_examples_per_second": summary["steps"] * batch / summary["train_seconds"],
                "parameters": summary["parameters"], "steps": summary["steps"],
                "epochs": summary["epochs_run"], "batch_size": batch,
@@ -454,21 +458,30 @@ def throughput(args, paths, paths_file, config, trees, work):
 
 
 def throughput_table(runs, steps, batch) -> str:
-  """One row per configuration: median steady examples/s over the rounds, its ratio to
-  the PyTorch loop's, the whole fit's, parameters, test AUC per task, the load."""
-  torch_rate = np.median([r["examples_per_second"] for r in runs["PyTorch loop"]])
-  lines = [f"{steps} steps of {batch} rows; examples/s: median over {len(runs['PyTorch loop'])} "
-           f"round(s) (each round's in brackets); test AUC of the last round",
-           "", "| configuration | examples/s (steady) | x PyTorch loop | Trainer's whole fit, "
-           "examples/s | parameters | test AUC ctr | test AUC cvr | load (1 min) |",
-           "|---|---|---|---|---|---|---|---|"]
+  """One row per configuration: median steady examples per second (wall) and per CPU
+  second over the rounds, each with its ratio to the PyTorch loop's, the whole fit's
+  examples/s, the parameters, test AUC per task (last round) and the load."""
+  def median(results, key):
+    return float(np.median([r[key] for r in results]))
+
+  torch_runs = runs["PyTorch loop"]
+  torch_rate = median(torch_runs, "examples_per_second")
+  torch_cpu = median(torch_runs, "examples_per_cpu_second")
+  lines = [f"{steps} steps of {batch} rows; medians over {len(torch_runs)} round(s), each "
+           "round's in brackets; test AUC of the last round; load: 1-minute load average "
+           "before-after each run",
+           "", "| configuration | examples/s (steady) | x PyTorch loop | examples per CPU "
+           "second | x PyTorch loop | Trainer's whole fit, examples/s | parameters | test AUC "
+           "ctr | test AUC cvr | load |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for name, results in runs.items():
-    rates = [r["examples_per_second"] for r in results]
+    rate, cpu = median(results, "examples_per_second"), median(results, "examples_per_cpu_second")
     fits = [r["fit_examples_per_second"] for r in results if "fit_examples_per_second" in r]
     last = results[-1]
+    each = ", ".join(f"{r['examples_per_second']:,.0f}" for r in results)
     lines.append(
-        f"| {name} | {np.median(rates):,.0f} ({', '.join(f'{x:,.0f}' for x in rates)}) | "
-        f"{np.median(rates) / torch_rate:.2f} | "
+        f"| {name} | {rate:,.0f} ({each}) | "
+        f"{rate / torch_rate:.2f} | {cpu:,.0f} | {cpu / torch_cpu:.2f} | "
         + (f"{np.median(fits):,.0f}" if fits else "-") + f" | {last['parameters']:,} | "
         f"{last['auc']['ctr']:.4f} | {last['auc']['cvr']:.4f} | "
         + ", ".join(f"{r['load_before']:.1f}-{r['load_after']:.1f}" for r in results) + " |")
