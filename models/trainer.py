@@ -30,7 +30,8 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from models import distribution, warm_start
+from models import distribution, memory_input, warm_start
+from models.auc import BucketedAUC
 from models.autograph_rules import skip_tf_keras
 from models.backbone import build_model, model_features
 from models.config import parse_config
@@ -49,7 +50,8 @@ SUMMARY_FILE = "training_summary.json"
 
 def _dataset(files, data_accessor, tf_transform_output, config, batch_size, shuffle,
              shuffle_buffer, repeat, seed=None, shuffle_labels=False,
-             shard: Optional[Tuple[int, int]] = None, drop_remainder=False):
+             shard: Optional[Tuple[int, int]] = None, drop_remainder=False,
+             in_memory: Optional[Dict[str, tf.Tensor]] = None):
   """(features, labels) batches of `batch_size` rows: features keyed by model input
   name (int64 `[batch]`, `[batch, max_tags]` for tags, float32 `[batch]` raw),
   labels float32 `[batch]` keyed by task.
@@ -57,8 +59,12 @@ def _dataset(files, data_accessor, tf_transform_output, config, batch_size, shuf
   `shard=(index, count)` with count > 1 keeps every count-th record from
   `index` on (a multi-worker run's share of the data, models/distribution.py).
   `drop_remainder`: no last partial batch (TFXIO input only).
+  `in_memory`: the split's records already parsed (`_hold_in_memory`), batched
+  from memory instead of read from `files`.
   """
-  if shard is not None and shard[1] > 1:
+  if in_memory is not None:
+    dataset = memory_input.batches(in_memory, batch_size, shuffle, shuffle_buffer, seed, repeat)
+  elif shard is not None and shard[1] > 1:
     dataset = _record_shard(files, tf_transform_output, config, batch_size, shuffle,
                             shuffle_buffer, repeat, seed, shard)
   else:
@@ -96,11 +102,37 @@ def _record_shard(files, tf_transform_output, config, batch_size, shuffle, shuff
     dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   if repeat:
     dataset = dataset.repeat()
-  used = {f.name for f in model_features(config)} | {t.label for t in config.tasks}
-  spec = {name: feature for name, feature in tf_transform_output.transformed_feature_spec().items()
-          if name in used}
+  spec = _model_spec(tf_transform_output, config)
   return dataset.batch(batch_size).map(lambda records: tf.io.parse_example(records, spec),
                                        num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _model_spec(tf_transform_output, config):
+  """The transformed feature spec of what the model reads: its inputs and the labels."""
+  used = {f.name for f in model_features(config)} | {t.label for t in config.tasks}
+  return {name: feature for name, feature in tf_transform_output.transformed_feature_spec().items()
+          if name in used}
+
+
+def _hold_in_memory(fn_args, tf_transform_output, config, train_rows: int
+                    ) -> Optional[Dict[str, Dict[str, tf.Tensor]]]:
+  """{"train", "eval"}: both splits parsed once (models/memory_input.py), when the
+  parsed features of both fit in memory_input.IN_MEMORY_BYTES; else None."""
+  spec = _model_spec(tf_transform_output, config)
+  size = memory_input.row_bytes(spec)
+  if size is None:
+    return None
+  eval_rows = count_records(fn_args.eval_files)
+  if (train_rows + eval_rows) * size > memory_input.IN_MEMORY_BYTES:
+    print(f"  [Trainer] input: read from Transform's files every epoch (the parsed splits "
+          f"would take {(train_rows + eval_rows) * size / 2 ** 20:,.0f} MiB, over "
+          f"{memory_input.IN_MEMORY_BYTES / 2 ** 20:,.0f} MiB)", flush=True)
+    return None
+  splits = {"train": memory_input.load_split(fn_args.train_files, spec),
+            "eval": memory_input.load_split(fn_args.eval_files, spec)}
+  print(f"  [Trainer] input: train and eval splits parsed once and held in memory "
+        f"({(train_rows + eval_rows) * size / 2 ** 20:,.0f} MiB)", flush=True)
+  return splits
 
 
 def count_records(file_patterns) -> int:
@@ -187,10 +219,12 @@ AUC_LOGIT_RANGE = 12.0
 
 def auc_metric(num_thresholds: int = 200, name: str = "auc") -> tf.keras.metrics.AUC:
   """A Keras AUC with max(num_thresholds, MIN_AUC_THRESHOLDS) thresholds at
-  sigmoid(x) for x evenly spaced on [-12, 12] (probabilities 6e-6 .. 1 - 6e-6)."""
+  sigmoid(x) for x evenly spaced on [-12, 12] (probabilities 6e-6 .. 1 - 6e-6),
+  updated by bucketing (models.auc.BucketedAUC: Keras' counts, at a fraction of
+  the cost of its comparisons with every threshold)."""
   count = max(int(num_thresholds), MIN_AUC_THRESHOLDS)
   logits = np.linspace(-AUC_LOGIT_RANGE, AUC_LOGIT_RANGE, count - 2)
-  return tf.keras.metrics.AUC(thresholds=(1 / (1 + np.exp(-logits))).tolist(), name=name)
+  return BucketedAUC(thresholds=(1 / (1 + np.exp(-logits))).tolist(), name=name)
 
 
 def compile_model(model, config, training: TrainingConfig, total_steps=None):
@@ -255,8 +289,12 @@ def build_compiled_model(config, embedding_rows: Dict[str, int], training: Train
   return model
 
 
-def _inputs(strategy, worker, fn_args, tf_transform_output, config, training, replicas):
+def _inputs(strategy, worker, fn_args, tf_transform_output, config, training, replicas,
+            train_rows):
   """(train, eval, eval rows per epoch or None for all of them) for model.fit.
+
+  Without a strategy (one worker, one replica): both splits parsed once and
+  batched from memory when they fit (`_hold_in_memory`), else as below.
 
   Train: on one worker, the TFXIO dataset batched by the global batch, which
   Keras splits across the local replicas. On several, each worker's own shard
@@ -276,7 +314,16 @@ def _inputs(strategy, worker, fn_args, tf_transform_output, config, training, re
   """
   batch = training.global_batch_size(replicas)
   eval_args = dict(shuffle=False, shuffle_buffer=0, repeat=False)
-  if replicas == 1:
+  # Without a strategy, on one worker: both splits from memory when they fit. The
+  # strategies' datasets stay as they were (a distributed dataset may be rewritten
+  # and serialized, which tensors held in memory would bloat).
+  memory = (_hold_in_memory(fn_args, tf_transform_output, config, train_rows)
+            if training.distribute == "NoStrategy" and worker.count == 1 else None)
+  if memory is not None:
+    evaluation, eval_rows = _dataset(fn_args.eval_files, fn_args.data_accessor,
+                                     tf_transform_output, config, batch,
+                                     in_memory=memory["eval"], **eval_args), None
+  elif replicas == 1:
     evaluation, eval_rows = _dataset(fn_args.eval_files, fn_args.data_accessor,
                                      tf_transform_output, config, batch, **eval_args), None
   else:
@@ -295,7 +342,8 @@ def _inputs(strategy, worker, fn_args, tf_transform_output, config, training, re
                     repeat=True, seed=training.seed, shuffle_labels=training.shuffle_labels)
   if worker.count == 1:
     return (_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config,
-                     batch, **train_args), evaluation, eval_rows)
+                     batch, in_memory=memory and memory["train"], **train_args),
+            evaluation, eval_rows)
 
   def dataset_fn(context):
     shard = (context.input_pipeline_id, context.num_input_pipelines)
@@ -482,15 +530,16 @@ def _fit(run: _Run, model: tf.keras.Model, fn_args: FnArgs,
   """Trains `model` on the train split, evaluated on the eval split after each epoch;
   returns Keras' history (metric -> one value per epoch), the optimizer steps taken
   and the seconds training took."""
+  # The clock starts before the input is made: holding a split in memory reads it.
+  start = time.time()
   train_input, evaluation, eval_rows = _inputs(run.strategy, run.worker, fn_args,
                                                run.tf_transform_output, run.config,
-                                               run.training, run.replicas)
+                                               run.training, run.replicas, run.train_rows)
   if eval_rows is not None and run.worker.is_chief:
     print(f"  [Trainer] eval after each epoch: {eval_rows:,} rows (whole global batches)",
           flush=True)
   budget = StepBudget(run.training.num_steps)
   callbacks = _callbacks(run, budget, fn_args.model_run_dir) + list(extra_callbacks)
-  start = time.time()
   history = model.fit(train_input, validation_data=evaluation, epochs=run.training.max_epochs,
                       steps_per_epoch=run.steps_per_epoch, verbose=0, callbacks=callbacks)
   return history.history, budget.taken, time.time() - start

@@ -50,8 +50,9 @@ def test_easyrec_settings_are_read_as_named():
   # 25 steps an epoch: 20 epochs cover the 500 steps; an epoch never exceeds num_steps.
   assert config.max_epochs == 20 and config.steps_per_epoch(100_000) == 25
   assert config.steps_per_epoch(10_000_000) == 500
+  import tensorflow as tf
   optimizer = make_optimizer(reference.proto.train_config)
-  assert type(optimizer).__name__ == "Adam"
+  assert isinstance(optimizer, tf.keras.optimizers.Adam)   # models.optimizers.FusedAdam
   assert float(optimizer.learning_rate) == pytest.approx(1e-4)
 
 
