@@ -62,6 +62,7 @@ PROJECT_DIR = os.path.dirname(BENCH_DIR)
 sys.path[0] = PROJECT_DIR
 
 import argparse  # noqa: E402
+import csv  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -187,8 +188,7 @@ def prepare_data(work, config, train_rows, test_rows, seed):
   cols, _ = taobao.generate(input_rows + test_rows, seed)
   data_root = os.path.join(work, "data")
   os.makedirs(data_root, exist_ok=True)
-  with open(os.path.join(data_root, taobao.DATA_FILE), "w") as f:
-    import csv
+  with open(os.path.join(data_root, taobao.DATA_FILE), "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(taobao.columns())
     writer.writerows(zip(*(cols[c][:input_rows] for c in taobao.columns())))

@@ -342,7 +342,7 @@ def _inputs(strategy, worker, fn_args, tf_transform_output, config, training, re
                     repeat=True, seed=training.seed, shuffle_labels=training.shuffle_labels)
   if worker.count == 1:
     return (_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, config,
-                     batch, in_memory=memory and memory["train"], **train_args),
+                     batch, in_memory=memory["train"] if memory else None, **train_args),
             evaluation, eval_rows)
 
   def dataset_fn(context):
