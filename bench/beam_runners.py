@@ -125,13 +125,8 @@ def _pipeline(config, data_dir, root, beam_args, component=None, component_args=
 def _run(pipeline) -> None:
   from tfx import v1 as tfx
 
-  from pipeline.local_runner import (_own_argv_only, component_progress,
-                                     release_beam_shared_models)
-  try:
-    with component_progress(), _own_argv_only():
-      tfx.orchestration.LocalDagRunner().run(pipeline)
-  finally:
-    release_beam_shared_models()
+  from pipeline.local_runner import run_dag
+  run_dag(pipeline)
 
 
 def _whole(config, data_dir, root, beam_args):

@@ -88,7 +88,7 @@ def _until_transform(config, data_dir, root, beam_args):
   from tfx import v1 as tfx
 
   from pipeline.configs import metadata_path
-  from pipeline.local_runner import _own_argv_only, component_progress
+  from pipeline.local_runner import run_dag
   from pipeline.pipeline import Extent, create_pipeline
   from report.run_summary import summarize
 
@@ -98,8 +98,7 @@ def _until_transform(config, data_dir, root, beam_args):
       serving_dir=os.path.join(root, "serving"), extent=Extent.TRANSFORM, enable_cache=False, beam_pipeline_args=beam_args,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(pipeline_root)))
-  with component_progress(), _own_argv_only():
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+  run_dag(pipeline)
   return summarize(metadata_path(pipeline_root))
 
 

@@ -86,7 +86,7 @@ def _transform(data_root, root, config):
   from tfx import v1 as tfx
 
   from pipeline.configs import metadata_path
-  from pipeline.local_runner import _own_argv_only, component_progress
+  from pipeline.local_runner import run_dag
   from pipeline.pipeline import Extent, create_pipeline
 
   pipeline = create_pipeline(
@@ -94,8 +94,7 @@ def _transform(data_root, root, config):
       serving_dir=os.path.join(root, "serving"), extent=Extent.TRANSFORM,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(root)))
-  with component_progress(), _own_argv_only():
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+  run_dag(pipeline)
 
   def newest(output):
     return max(glob.glob(os.path.join(root, "Transform", output, "*")),

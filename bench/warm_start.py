@@ -85,7 +85,7 @@ def _transform(data_dir, span, root, config):
   from tfx import v1 as tfx
 
   from pipeline.configs import metadata_path
-  from pipeline.local_runner import _own_argv_only, component_progress
+  from pipeline.local_runner import run_dag
   from pipeline.pipeline import Extent, create_pipeline
   from pipeline.spans import SpanSettings
 
@@ -95,8 +95,7 @@ def _transform(data_dir, span, root, config):
       spans=SpanSettings(span=span, drift_check=False),
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path(root)))
-  with component_progress(), _own_argv_only():
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+  run_dag(pipeline)
   def newest(output):   # the run's, or the cached one it reused
     return max(glob.glob(os.path.join(root, "Transform", output, "*")),
                key=lambda path: int(os.path.basename(path)))

@@ -94,6 +94,11 @@ def portable(runner: str, job_endpoint: str, *, sdk_container_image: Optional[st
     args.append(f"--job_endpoint={job_endpoint}")
   args += [f"--environment_type={environment_type}",
            f"--environment_config={environment_config}"]
+  if environment_type == "DOCKER":
+    # Names the dependency for TFX, which otherwise stages an sdist of TFX for every
+    # Beam component that the image's boot then pip-installs on each worker, and for
+    # Beam, which then skips staging its own SDK: the image has both.
+    args.append(f"--sdk_container_image={sdk_container_image}")
   if parallelism:
     args.append(f"--parallelism={parallelism}")
   return args

@@ -4,6 +4,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -127,6 +128,52 @@ def component_progress():
       existing.removeFilter(noise)
 
 
+@contextlib.contextmanager
+def one_tfx_package_per_run():
+  """Builds TFX's ephemeral package at most once while the block runs, and deletes it
+  after.
+
+  A TFX Beam executor whose `beam_pipeline_args` name no dependency (`setup_file`,
+  `extra_packages`, `sdk_container_image`, ...) copies the installed TFX (48 MB) into
+  a new temporary directory and builds an sdist of it for remote Beam workers to
+  install (tfx.utils.dependency_utils). It does so for every Beam component of every
+  run, about a second each, and never deletes the directory: a day of test sessions
+  left 60 GB in /tmp, and CI then ran out of disk installing the venv. The package
+  is the same every time and is only read while a Beam job is submitted, inside the
+  run, so one build per run is enough and nothing outlives it."""
+  from tfx.utils import dependency_utils
+  build = dependency_utils.build_ephemeral_package
+  built = []
+
+  def build_once() -> str:
+    if not built:
+      built.append(build())
+    return built[0]
+
+  dependency_utils.build_ephemeral_package = build_once
+  try:
+    yield
+  finally:
+    dependency_utils.build_ephemeral_package = build
+    for sdist in built:
+      # <mkdtemp>/build/tfx/dist/tfx_ephemeral-<version>.tar.gz: the temporary
+      # directory TFX made for it, checked by shape before it is removed.
+      parts = os.path.normpath(sdist).split(os.sep)
+      if parts[-4:-1] == ["build", "tfx", "dist"]:
+        shutil.rmtree(os.sep.join(parts[:-4]), ignore_errors=True)
+
+
+def run_dag(pipeline) -> None:
+  """LocalDagRunner on a built pipeline, the way run_local runs it: one progress
+  line per component, the caller's argv kept from TFX's flag parsing, TFX's
+  ephemeral package built once, the Evaluator's models freed after."""
+  try:
+    with component_progress(), _own_argv_only(), one_tfx_package_per_run():
+      tfx.orchestration.LocalDagRunner().run(pipeline)
+  finally:
+    release_beam_shared_models()
+
+
 def run_local(
     *,
     config: PipelineConfig,
@@ -158,9 +205,5 @@ def run_local(
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           configs.metadata_path(pipeline_root)),
       **graph)
-  try:
-    with component_progress(), _own_argv_only():
-      tfx.orchestration.LocalDagRunner().run(pipeline)
-  finally:
-    release_beam_shared_models()
+  run_dag(pipeline)
   return configs.metadata_path(pipeline_root)

@@ -44,6 +44,7 @@ def test_portable_runners_get_their_endpoint_and_the_project_image(runner, endpo
   assert options["runner"] == runner and options[endpoint_option] == "flink-jobmanager:8081"
   assert options["environment_type"] == "DOCKER"
   assert options["environment_config"] == "registry/aitm-tfx:0.1.0"
+  assert options["sdk_container_image"] == "registry/aitm-tfx:0.1.0"
   external = beam_options.parse(beam_options.portable(
       runner, "x:1", environment_type="EXTERNAL", environment_config="localhost:50000"))
   assert external.get_all_options()["environment_config"] == "localhost:50000"

@@ -2,12 +2,14 @@
 
 import gc
 import logging
+import os
 import warnings
 import weakref
 
 from apache_beam.utils import shared
 
-from pipeline.local_runner import component_progress, release_beam_shared_models
+from pipeline.local_runner import (component_progress, one_tfx_package_per_run,
+                                   release_beam_shared_models)
 
 
 class _Model:
@@ -72,3 +74,24 @@ def test_tfma_divide_warnings_are_dropped_and_others_kept_while_the_pipeline_run
     warn("tensorflow_model_analysis.metrics.binary_confusion_matrices", "tfma.py")
   # Ours inside the run; TFMA's only after it, the filters restored.
   assert [w.filename for w in caught] == ["ours.py", "tfma.py"]
+
+
+def test_tfx_builds_its_ephemeral_package_once_per_run_and_nothing_is_left_behind():
+  # Each TFX Beam executor asks for the package when its args name no dependency;
+  # three executors of one run get the one build, removed when the run ends.
+  from tfx.utils import dependency_utils
+  build = dependency_utils.build_ephemeral_package
+  args = ["--runner=DirectRunner", "--direct_num_workers=1"]
+  with one_tfx_package_per_run():
+    flags = [dependency_utils.make_beam_dependency_flags(list(args)) for _ in range(3)]
+    packages = {flag[-1] for flag in flags}
+    assert len(packages) == 1, packages
+    sdist = packages.pop().split("=", 1)[1]
+    assert os.path.basename(sdist).startswith("tfx_ephemeral-") and os.path.getsize(sdist) > 0
+  build_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(sdist))))
+  assert not os.path.exists(build_dir), "the package's temporary directory outlived the run"
+  assert dependency_utils.build_ephemeral_package is build
+  # Named dependencies still skip it, as in TFX.
+  with one_tfx_package_per_run():
+    assert dependency_utils.make_beam_dependency_flags(
+        args + ["--sdk_container_image=registry/aitm-tfx:0.1.0"])[-1].startswith("--sdk")
