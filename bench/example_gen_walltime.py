@@ -43,6 +43,7 @@ def _run(config, data_dir, out_dir, workers, range_bytes):
 
   from components.csv_example_gen import csv_example_gen
   from pipeline import beam_options
+  from pipeline.local_runner import one_tfx_package_per_run
 
   component = csv_example_gen(data_dir, config, range_bytes=range_bytes)
   examples = standard_artifacts.Examples()
@@ -52,7 +53,8 @@ def _run(config, data_dir, out_dir, workers, range_bytes):
   properties = dict(component.exec_properties)
   properties[standard_component_specs.INPUT_BASE_KEY] = data_dir
   start = time.time()
-  with mock.patch.object(sys, "argv", sys.argv[:1]):   # Beam would parse the bench's flags
+  # Beam would parse the bench's flags
+  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
     component.executor_spec.executor_class(context).Do(
         {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
   seconds = time.time() - start
