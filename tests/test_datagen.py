@@ -69,6 +69,17 @@ def test_same_seed_same_data():
   assert a == b and a != c
 
 
+def test_tag_lists_do_not_depend_on_the_block_size_of_their_scores(monkeypatch):
+  # _tags scores users a block at a time (the whole users x tags matrix grows with
+  # the square of the rows); blocks that split the users unevenly change nothing.
+  cols, truth = taobao.generate(6000, seed=3)
+  monkeypatch.setattr(taobao, "_TAG_BLOCK", 7)
+  blocked, blocked_truth = taobao.generate(6000, seed=3)
+  assert taobao._sizes(6000).users > 7 * 20
+  assert cols == blocked
+  np.testing.assert_array_equal(truth["buy"], blocked_truth["buy"])
+
+
 def test_truth_file(tmp_path):
   truth = tmp_path / "truth.csv"
   taobao.write_csv(str(tmp_path / "data"), 100, seed=1, truth_path=str(truth))
