@@ -50,15 +50,27 @@ LIBRARY_NOISE = (
     "Tables initialized inside a tf.function",
     # Beam's pure-Python CRC for TFRecords; python-snappy is not in the locked stack.
     "Couldn't find python-snappy",
+    # Beam's SDK workers (more than one DirectRunner worker): main-session pickling,
+    # which the project doesn't use, and the pipeline's flags meant for the runner.
+    "No semi_persistent_directory found",
+    "Discarding unparseable args",
 )
+# Beam's runner logs each SDK worker's records as one of its own:
+# 'Worker: severity: WARN timestamp {...} message: "<the record>" instruction_id: ...'.
+_WORKER_RECORD = "Worker: severity: "
+_WORKER_MESSAGE = ' message: "'
 
 
 class _LibraryNoise(logging.Filter):
   """Drops the log records that start with one of LIBRARY_NOISE; keeps the rest."""
 
   def filter(self, record):
-    """Whether to keep the record: False when its message starts with LIBRARY_NOISE."""
-    return not record.getMessage().startswith(LIBRARY_NOISE)
+    """Whether to keep the record: False when its message, or the SDK worker's record
+    it forwards, starts with LIBRARY_NOISE."""
+    message = record.getMessage()
+    if message.startswith(_WORKER_RECORD) and _WORKER_MESSAGE in message:
+      message = message.split(_WORKER_MESSAGE, 1)[1].replace("\\'", "'")
+    return not message.startswith(LIBRARY_NOISE)
 
 
 @contextlib.contextmanager
