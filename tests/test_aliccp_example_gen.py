@@ -23,6 +23,7 @@ from components.csv_example_gen.csv_parser import BadInputError
 from components.label_blind_split import Split
 from models.config import ConfigError, load_config, parse_config
 from pipeline import configs
+from pipeline.local_runner import one_tfx_package_per_run
 
 ALICCP_CONFIG = os.path.join(configs.PROJECT_DIR, "configs", "aitm_aliccp.config")
 ALICCP_SCHEMA = os.path.join(configs.PROJECT_DIR, "schemas", "aliccp_raw.pbtxt")
@@ -137,7 +138,7 @@ def run_example_gen(input_base, output_dir, **factory_args):
       unique_id="test")
   # TFX's Beam executors parse sys.argv as absl flags: pytest's own (-v -rs)
   # must not reach them (what pipeline.local_runner does for a pipeline run).
-  with mock.patch.object(sys, "argv", sys.argv[:1]):
+  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
     runner = component.executor_spec.executor_class(context)
     runner.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
               dict(component.exec_properties))

@@ -23,6 +23,7 @@ from components.csv_example_gen.csv_parser import read_examples
 from datagen import taobao
 from models.config import load_config
 from pipeline import beam_options, configs
+from pipeline.local_runner import one_tfx_package_per_run
 
 CONFIG = load_config(configs.CONFIG_PATH)
 ROWS, RANGE_BYTES = 400, 2_000
@@ -37,7 +38,7 @@ def run_executor(data_root, output_dir, beam_args, range_bytes=RANGE_BYTES):
       beam_pipeline_args=beam_args, tmp_dir=str(output_dir), unique_id="test")
   properties = dict(component.exec_properties)
   properties[standard_component_specs.INPUT_BASE_KEY] = str(data_root)
-  with mock.patch.object(sys, "argv", sys.argv[:1]):
+  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
     component.executor_spec.executor_class(context).Do(
         {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
   return {split: sorted(_serialized(record) for path in glob.glob(
@@ -144,7 +145,7 @@ def test_rows_and_files_read_come_back_as_counters_and_print_in_this_process(tmp
   context = base_beam_executor.BaseBeamExecutor.Context(
       beam_pipeline_args=list(configs.BEAM_PIPELINE_ARGS), tmp_dir=str(tmp_path / "tmp"),
       unique_id="test")
-  with mock.patch.object(sys, "argv", sys.argv[:1]):  # TFX parses sys.argv as absl flags
+  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():  # TFX parses sys.argv as absl flags
     executor = component.executor_spec.executor_class(context)
     executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
                 dict(component.exec_properties))

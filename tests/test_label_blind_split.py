@@ -29,6 +29,7 @@ from datagen import taobao
 from models.config import load_config
 from models.evaluation_checks import rate_gap
 from pipeline import configs
+from pipeline.local_runner import one_tfx_package_per_run
 from pipeline.pipeline import Extent, create_pipeline
 
 CONFIG = load_config(configs.CONFIG_PATH)
@@ -54,7 +55,7 @@ def run_example_gen(data_root, output_dir, split=Split()):
       unique_id="test")
   properties = dict(component.exec_properties)
   properties[standard_component_specs.INPUT_BASE_KEY] = str(data_root)
-  with mock.patch.object(sys, "argv", sys.argv[:1]):
+  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
     component.executor_spec.executor_class(context).Do(
         {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
   return {name: read_split(examples.uri, name) for name in ("train", "eval")}

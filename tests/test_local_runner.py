@@ -101,6 +101,14 @@ def test_tfx_builds_its_ephemeral_package_once_per_run_and_nothing_is_left_behin
   build_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(sdist))))
   assert not os.path.exists(build_dir), "the package's temporary directory outlived the run"
   assert dependency_utils.build_ephemeral_package is build
+  # A run inside such a block (a bench or test around run_dag) leaves the package to
+  # the outer block: it is still there for the outer block's next executor.
+  with one_tfx_package_per_run():
+    outer = dependency_utils.make_beam_dependency_flags(list(args))[-1]
+    with one_tfx_package_per_run():
+      assert dependency_utils.make_beam_dependency_flags(list(args))[-1] == outer
+    assert os.path.exists(outer.split("=", 1)[1])
+  assert not os.path.exists(outer.split("=", 1)[1])
   # Named dependencies still skip it, as in TFX.
   with one_tfx_package_per_run():
     assert dependency_utils.make_beam_dependency_flags(
