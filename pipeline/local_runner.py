@@ -150,7 +150,7 @@ def one_tfx_package_per_run():
   a new temporary directory and builds an sdist of it for remote Beam workers to
   install (tfx.utils.dependency_utils). It does so for every Beam component of every
   run, about a second each, and never deletes the directory: a day of test sessions
-  left 60 GB in /tmp, and CI then ran out of disk installing the venv. The package
+  left 63 GB in /tmp, and CI then ran out of disk installing the venv. The package
   is the same every time and is only read while a Beam job is submitted, inside the
   run, so one build per run is enough and nothing outlives it."""
   from tfx.utils import dependency_utils
