@@ -123,8 +123,6 @@ def _pipeline(config, data_dir, root, beam_args, component=None, component_args=
 
 
 def _run(pipeline) -> None:
-  from tfx import v1 as tfx
-
   from pipeline.local_runner import run_dag
   run_dag(pipeline)
 

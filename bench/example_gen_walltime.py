@@ -28,7 +28,6 @@ import platform  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from unittest import mock  # noqa: E402
 
 
 def _load() -> str:
@@ -38,25 +37,14 @@ def _load() -> str:
 def _run(config, data_dir, out_dir, workers, range_bytes):
   """One ExampleGen run through its executor's Do(); (seconds, {split: examples})."""
   import tensorflow as tf
-  from tfx.dsl.components.base import base_beam_executor
-  from tfx.types import standard_artifacts, standard_component_specs
 
   from components.csv_example_gen import csv_example_gen
   from pipeline import beam_options
-  from pipeline.local_runner import one_tfx_package_per_run
+  from pipeline.local_runner import run_example_gen_executor
 
   component = csv_example_gen(data_dir, config, range_bytes=range_bytes)
-  examples = standard_artifacts.Examples()
-  examples.uri = out_dir
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=beam_options.direct(workers), tmp_dir=out_dir, unique_id="bench")
-  properties = dict(component.exec_properties)
-  properties[standard_component_specs.INPUT_BASE_KEY] = data_dir
   start = time.time()
-  # Beam would parse the bench's flags
-  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
-    component.executor_spec.executor_class(context).Do(
-        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+  run_example_gen_executor(component, out_dir, beam_pipeline_args=beam_options.direct(workers))
   seconds = time.time() - start
   counts = {}
   for split in ("train", "eval"):

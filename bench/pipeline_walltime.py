@@ -134,7 +134,7 @@ def _run(config, data_dir, work, workers, until):
     sampler.stop()
     peaks = _peak_memory(sampler, os.path.join(root, "pipeline"))
   finally:
-    sampler.stop()
+    sampler.stop()   # after an error too (stopping twice is harmless)
     shutil.rmtree(root, ignore_errors=True)
   seconds = dict(summary.component_seconds, **{TOTAL: total})
   trainer = "not run"

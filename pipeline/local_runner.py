@@ -1,4 +1,5 @@
-"""Runs the pipeline in-process with LocalDagRunner and SQLite ML Metadata."""
+"""Runs the pipeline in-process with LocalDagRunner and SQLite ML Metadata, or one
+ExampleGen's executor alone (run_example_gen_executor, for tests and benchmarks)."""
 
 import contextlib
 import gc
@@ -6,9 +7,10 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
-from typing import Any
+from typing import Any, Sequence, Tuple
 
 from tfx import v1 as tfx
 
@@ -189,6 +191,27 @@ def run_dag(pipeline) -> None:
       tfx.orchestration.LocalDagRunner().run(pipeline)
   finally:
     release_beam_shared_models()
+
+
+def run_example_gen_executor(component, examples_uri: str, *,
+                             beam_pipeline_args: Sequence[str] = configs.BEAM_PIPELINE_ARGS
+                             ) -> Tuple[Any, Any]:
+  """Runs an ExampleGen component's executor in this process, outside a pipeline: its
+  Do() writes the splits under `examples_uri`, with the caller's argv kept from TFX's
+  flag parsing and TFX's ephemeral package built once, as in run_dag. Returns (the
+  executor, with its `counters`; the Examples artifact)."""
+  from tfx.dsl.components.base import base_beam_executor
+  from tfx.types import standard_artifacts, standard_component_specs
+
+  examples = standard_artifacts.Examples()
+  examples.uri = examples_uri
+  with tempfile.TemporaryDirectory() as tmp_dir, _own_argv_only(), one_tfx_package_per_run():
+    context = base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=list(beam_pipeline_args), tmp_dir=tmp_dir, unique_id="executor")
+    executor = component.executor_spec.executor_class(context)
+    executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                dict(component.exec_properties))
+  return executor, examples
 
 
 def run_local(

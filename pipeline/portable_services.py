@@ -88,11 +88,13 @@ class LocalPortableBeam:
 
   def log_tail(self, lines: int = 40) -> str:
     """The last lines of both services' logs, for an error message."""
-    text = []
-    for name in ("job_service.log", "worker_pool.log"):
-      with open(os.path.join(self.log_dir, name), errors="replace") as f:
-        text.append(f"--- {name}:\n" + "".join(f.readlines()[-lines:]))
-    return "\n".join(text)
+    return "\n".join(f"--- {name}:\n" + _tail(os.path.join(self.log_dir, name), lines)
+                     for name in ("job_service.log", "worker_pool.log"))
+
+
+def _tail(path: str, lines: int) -> str:
+  with open(path, errors="replace") as f:
+    return "".join(f.readlines()[-lines:])
 
 
 def _free_port() -> int:
@@ -107,8 +109,7 @@ def _wait(ready, process: subprocess.Popen, what: str, log: str, timeout: float)
   deadline = time.time() + timeout
   while not ready():
     if process.poll() is not None or time.time() > deadline:
-      with open(log, errors="replace") as f:
-        tail = "".join(f.readlines()[-20:])
+      tail = _tail(log, 20)
       state = (f"exited with {process.returncode}" if process.poll() is not None
                else f"not ready after {timeout:.0f}s")
       raise RuntimeError(f"{what} {state}; {log} ends:\n{tail}")

@@ -9,13 +9,9 @@ import json
 import os
 import random
 import re
-import sys
-from unittest import mock
 
 import pytest
 import tensorflow as tf
-from tfx.dsl.components.base import base_beam_executor
-from tfx.types import standard_artifacts, standard_component_specs
 
 from components.aliccp_example_gen import (PAPER_FIELDS, aliccp_example_gen, check_config,
                                            emitted_columns, executor, raw_format)
@@ -23,7 +19,7 @@ from components.csv_example_gen.csv_parser import BadInputError
 from components.label_blind_split import Split
 from models.config import ConfigError, load_config, parse_config
 from pipeline import configs
-from pipeline.local_runner import one_tfx_package_per_run
+from pipeline.local_runner import run_example_gen_executor
 
 ALICCP_CONFIG = os.path.join(configs.PROJECT_DIR, "configs", "aitm_aliccp.config")
 ALICCP_SCHEMA = os.path.join(configs.PROJECT_DIR, "schemas", "aliccp_raw.pbtxt")
@@ -131,18 +127,7 @@ def run_example_gen(input_base, output_dir, **factory_args):
   Returns (the executor, the output Examples artifact)."""
   component = aliccp_example_gen(input_base, chunk_bytes=factory_args.pop(
       "chunk_bytes", TEST_CHUNK_BYTES), **factory_args)
-  examples = standard_artifacts.Examples()
-  examples.uri = output_dir
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=list(configs.BEAM_PIPELINE_ARGS), tmp_dir=output_dir,
-      unique_id="test")
-  # TFX's Beam executors parse sys.argv as absl flags: pytest's own (-v -rs)
-  # must not reach them (what pipeline.local_runner does for a pipeline run).
-  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
-    runner = component.executor_spec.executor_class(context)
-    runner.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
-              dict(component.exec_properties))
-  return runner, examples
+  return run_example_gen_executor(component, output_dir)
 
 
 def read_split(examples, split):

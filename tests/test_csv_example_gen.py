@@ -10,20 +10,16 @@ import hashlib
 import os
 import re
 import shutil
-import sys
-from unittest import mock
 
 import pytest
 import tensorflow as tf
-from tfx.dsl.components.base import base_beam_executor
-from tfx.types import standard_artifacts, standard_component_specs
 
 from components.csv_example_gen import csv_example_gen
 from components.csv_example_gen.csv_parser import read_examples
 from datagen import taobao
 from models.config import load_config
 from pipeline import beam_options, configs
-from pipeline.local_runner import one_tfx_package_per_run
+from pipeline.local_runner import run_example_gen_executor
 
 CONFIG = load_config(configs.CONFIG_PATH)
 ROWS, RANGE_BYTES = 400, 2_000
@@ -32,15 +28,8 @@ ROWS, RANGE_BYTES = 400, 2_000
 def run_executor(data_root, output_dir, beam_args, range_bytes=RANGE_BYTES):
   """The CSV ExampleGen's Do() on `data_root`; {split: sorted serialized examples}."""
   component = csv_example_gen(str(data_root), CONFIG, range_bytes=range_bytes)
-  examples = standard_artifacts.Examples()
-  examples.uri = str(output_dir)
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=beam_args, tmp_dir=str(output_dir), unique_id="test")
-  properties = dict(component.exec_properties)
-  properties[standard_component_specs.INPUT_BASE_KEY] = str(data_root)
-  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
-    component.executor_spec.executor_class(context).Do(
-        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+  _, examples = run_example_gen_executor(component, str(output_dir),
+                                         beam_pipeline_args=beam_args)
   return {split: sorted(_serialized(record) for path in glob.glob(
               os.path.join(examples.uri, f"Split-{split}", "*.gz"))
                         for record in tf.data.TFRecordDataset(path, compression_type="GZIP"))
@@ -140,15 +129,7 @@ def test_rows_and_files_read_come_back_as_counters_and_print_in_this_process(tmp
   taobao.write_csv(str(data), 120, 3)
   shutil.copy(data / "data.csv", data / "more.csv")
   component = csv_example_gen(str(data), CONFIG, range_bytes=RANGE_BYTES)
-  examples = standard_artifacts.Examples()
-  examples.uri = str(tmp_path / "examples")
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=list(configs.BEAM_PIPELINE_ARGS), tmp_dir=str(tmp_path / "tmp"),
-      unique_id="test")
-  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():  # TFX parses sys.argv as absl flags
-    executor = component.executor_spec.executor_class(context)
-    executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
-                dict(component.exec_properties))
+  executor, examples = run_example_gen_executor(component, str(tmp_path / "examples"))
   # Each file is cut into several ranges here; a file still counts once.
   assert executor.counters == {"rows_read": 240, "files_read": 2}
   assert "  [ExampleGen] 240 rows read from 2 CSV file(s)\n" in capsys.readouterr().out

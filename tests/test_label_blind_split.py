@@ -13,15 +13,11 @@ import collections
 import glob
 import hashlib
 import os
-import sys
-from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
-from tfx.dsl.components.base import base_beam_executor
-from tfx.types import standard_artifacts, standard_component_specs
 
 from components.label_blind_split import (KeyedExample, Split, partition, span_of,
                                           spans_to_read)
@@ -29,7 +25,7 @@ from datagen import taobao
 from models.config import load_config
 from models.evaluation_checks import rate_gap
 from pipeline import configs
-from pipeline.local_runner import one_tfx_package_per_run
+from pipeline.local_runner import run_example_gen_executor
 from pipeline.pipeline import Extent, create_pipeline
 
 CONFIG = load_config(configs.CONFIG_PATH)
@@ -47,17 +43,7 @@ def run_example_gen(data_root, output_dir, split=Split()):
   pipeline = create_pipeline(config=CONFIG, pipeline_root=str(output_dir) + "-root",
                              data_root=str(data_root), serving_dir="/unused",
                              extent=Extent.TRANSFORM, split=split)
-  component = pipeline.components[0]
-  examples = standard_artifacts.Examples()
-  examples.uri = str(output_dir)
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=list(configs.BEAM_PIPELINE_ARGS), tmp_dir=str(output_dir),
-      unique_id="test")
-  properties = dict(component.exec_properties)
-  properties[standard_component_specs.INPUT_BASE_KEY] = str(data_root)
-  with mock.patch.object(sys, "argv", sys.argv[:1]), one_tfx_package_per_run():
-    component.executor_spec.executor_class(context).Do(
-        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+  _, examples = run_example_gen_executor(pipeline.components[0], str(output_dir))
   return {name: read_split(examples.uri, name) for name in ("train", "eval")}
 
 

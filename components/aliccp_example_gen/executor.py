@@ -41,7 +41,7 @@ from components.aliccp_example_gen import raw_format
 from components.csv_example_gen.csv_parser import BadInputError
 from components.example_gen_settings import pack_text, unpack_text
 from components.label_blind_split import KeyedExample, Split
-from components.split_executor import LabelBlindSplitExecutor, beam_counters
+from components.split_executor import LabelBlindSplitExecutor
 
 COUNTER_NAMESPACE = "aliccp_example_gen"
 DEFAULT_CHUNK_BYTES = byte_ranges.DEFAULT_RANGE_BYTES
@@ -299,16 +299,11 @@ def _AliccpToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
               _JoinSamples(skeletons, commons, [c for _, c in settings.fields])))
 
 
-def counters_of(result) -> Dict[str, int]:
-  """This executor's Beam counters in a finished pipeline's result, by name."""
-  return beam_counters(result, COUNTER_NAMESPACE)
-
-
 class Executor(LabelBlindSplitExecutor):
   """Joins Ali-CCP's raw files into tf.Examples; see the module docstring. Splits
   them without reading the labels (components/label_blind_split.py).
 
-  After Do(), `counters` holds the run's counters (counters_of)."""
+  After Do(), `counters` holds the run's Beam counters (split_executor.beam_counters)."""
 
   COUNTER_NAMESPACE = COUNTER_NAMESPACE
 
