@@ -8,8 +8,9 @@ Generates the rows once (datagen.taobao, one file; or reads the CSV files under
 byte ranges, the label-blind split, the TFRecord writes) on the DirectRunner with
 each number of workers (pipeline.beam_options.direct: one in-memory worker, or
 that many local processes), in a fresh output directory, and prints seconds, rows
-a second and the speedup over the first worker count, with the load average
-before and after each run (other work on the machine slows a run down).
+a second, the speedup over the first worker count and the peak memory of the
+run's processes (this one and Beam's workers), with the load average before
+and after each run (other work on the machine slows a run down).
 """
 
 import os
@@ -35,22 +36,31 @@ def _load() -> str:
 
 
 def _run(config, data_dir, out_dir, workers, range_bytes):
-  """One ExampleGen run through its executor's Do(); (seconds, {split: examples})."""
+  """One ExampleGen run through its executor's Do(); (seconds, peak memory in bytes,
+  {split: examples})."""
   import tensorflow as tf
 
+  from bench.pipeline_walltime import MemorySampler
   from components.csv_example_gen import csv_example_gen
   from pipeline import beam_options
   from pipeline.local_runner import run_example_gen_executor
 
   component = csv_example_gen(data_dir, config, range_bytes=range_bytes)
+  sampler = MemorySampler()
+  sampler.start()
   start = time.time()
-  run_example_gen_executor(component, out_dir, beam_pipeline_args=beam_options.direct(workers))
-  seconds = time.time() - start
+  try:
+    run_example_gen_executor(component, out_dir,
+                             beam_pipeline_args=beam_options.direct(workers))
+  finally:
+    seconds = time.time() - start
+    sampler.stop()
+  peak = max((size for _, size in sampler.samples), default=0)
   counts = {}
   for split in ("train", "eval"):
     files = glob.glob(os.path.join(out_dir, f"Split-{split}", "*.gz"))
     counts[split] = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-  return seconds, counts
+  return seconds, peak, counts
 
 
 def main():
@@ -92,23 +102,24 @@ def main():
       before = _load()
       print(f"\n== {workers} worker(s), load {before}", flush=True)
       out_dir = tempfile.mkdtemp(prefix=f"out-{workers}w-", dir=work)
-      seconds, counts = _run(config, data_dir, out_dir, workers, range_bytes)
+      seconds, peak, counts = _run(config, data_dir, out_dir, workers, range_bytes)
       shutil.rmtree(out_dir, ignore_errors=True)
-      results.append((workers, seconds, counts, before, _load()))
+      results.append((workers, seconds, peak, counts, before, _load()))
       print(f"== {workers} worker(s): {seconds:.1f}s", flush=True)
   finally:
     shutil.rmtree(work, ignore_errors=True)
-  rows = sum(results[0][2].values())
+  rows = sum(results[0][3].values())
   source = args.data or f"one generated file (seed {args.seed})"
   print(f"\nCSV ExampleGen, {rows:,} rows, {size / 2 ** 20:,.1f} MiB in {source}; "
         f"ranges of {range_mb:g} MiB; {os.cpu_count()} cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
-  print("| workers | seconds | rows/s | speedup | train / eval | load before | load after |")
-  print("|---|---|---|---|---|---|---|")
-  for workers, seconds, counts, before, after in results:
+  print("| workers | seconds | rows/s | speedup | peak memory, GB | train / eval | "
+        "load before | load after |")
+  print("|---|---|---|---|---|---|---|---|")
+  for workers, seconds, peak, counts, before, after in results:
     print(f"| {workers} | {seconds:.1f} | {rows / seconds:,.0f} | "
-          f"{results[0][1] / seconds:.2f}x | {counts['train']:,} / {counts['eval']:,} | "
-          f"{before} | {after} |")
+          f"{results[0][1] / seconds:.2f}x | {peak / 1e9:.2f} | "
+          f"{counts['train']:,} / {counts['eval']:,} | {before} | {after} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Subclasses (the CSV and Ali-CCP ExampleGens) read their input into
 `label_blind_split.KeyedExample`s; this base class replaces
 BaseExampleGenExecutor's split, which hashes whole examples, labels included,
-with `label_blind_split.partition`, and reads the subclass's Beam counters back
+with `label_blind_split.partition`, writes the splits without TFX's reshuffle of
+every example (memory: see Do), and reads the subclass's Beam counters back
 in the submitting process once the Beam pipeline is done. What a DoFn prints goes
 to the process it runs in: in-process on the DirectRunner, but into an SDK
 worker's own output on a portable runner (Flink, Spark, Dataflow, Beam's local
@@ -14,11 +15,12 @@ import os
 from typing import Any, Dict, Optional
 
 import apache_beam as beam
-from tfx.components.example_gen import utils
+from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.label_blind_split import (EVAL, EVAL_BUCKETS, READ_SPANS_KEY, TRAIN,
@@ -56,21 +58,43 @@ class LabelBlindSplitExecutor(BaseExampleGenExecutor):
 
   COUNTER_NAMESPACE: Optional[str] = None
 
-  def _make_beam_pipeline(self):
-    # Kept so Do() can read the counters of the pipeline the base class runs.
-    self._pipeline = super()._make_beam_pipeline()
-    return self._pipeline
-
   def Do(self, input_dict, output_dict, exec_properties) -> None:
-    """Runs the ExampleGen (BaseExampleGenExecutor), then reads the Beam counters of
-    COUNTER_NAMESPACE into `counters` when the runner reports metrics."""
+    """Writes each output split's examples as gzipped TFRecords in the input's order (TFX's
+    layout and file names), then reads the Beam counters of COUNTER_NAMESPACE into
+    `counters` when the runner reports metrics.
+
+    BaseExampleGenExecutor.Do, less the Reshuffle of every example its WriteSplit does
+    before writing: a GroupByKey of the whole dataset, which Beam's DirectRunner holds in
+    memory (a 1 GB CSV needed more than 24 GB). The reading already spreads byte ranges
+    over the workers, and the Trainer shuffles its input (`shuffle_buffer_size`). Only
+    TFRecords of tf.Examples are written: the formats these ExampleGens produce."""
     self.counters: Dict[str, int] = {}
-    super().Do(input_dict, output_dict, exec_properties)
-    result = getattr(getattr(self, "_pipeline", None), "result", None)
-    if result is None or not self.COUNTER_NAMESPACE:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    input_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
+    output_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+    examples = output_dict[standard_component_specs.EXAMPLES_KEY]
+    artifact_utils.get_single_instance(examples).split_names = (
+        artifact_utils.encode_split_names(
+            utils.generate_output_split_names(input_config, output_config)))
+    pipeline = self._make_beam_pipeline()
+    with pipeline:
+      for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+        _ = (split
+             | f"Serialize[{name}]" >> beam.Map(lambda example: example.SerializeToString())
+             | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+                 os.path.join(artifact_utils.get_split_uri(examples, name),
+                              write_split.DEFAULT_TF_RECORD_FILE_NAME),
+                 file_name_suffix=".gz"))
+    for artifact in examples:
+      examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+      examples_utils.set_file_format(artifact, write_split.to_file_format_str(
+          example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+    if not self.COUNTER_NAMESPACE:
       return
     try:
-      self.counters = beam_counters(result, self.COUNTER_NAMESPACE)
+      self.counters = beam_counters(pipeline.result, self.COUNTER_NAMESPACE)
     except NotImplementedError:  # a runner without metrics
       pass
 

@@ -13,9 +13,11 @@ import shutil
 
 import pytest
 import tensorflow as tf
+from apache_beam.portability import common_urns
 
 from components.csv_example_gen import csv_example_gen
 from components.csv_example_gen.csv_parser import read_examples
+from components.split_executor import LabelBlindSplitExecutor
 from datagen import taobao
 from models.config import load_config
 from pipeline import beam_options, configs
@@ -136,3 +138,32 @@ def test_rows_and_files_read_come_back_as_counters_and_print_in_this_process(tmp
   files = glob.glob(os.path.join(examples.uri, "Split-*", "*.gz"))
   written = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
   assert written == 240
+
+
+def test_examples_stream_into_their_files_with_no_grouping_of_all_examples(data, tmp_path,
+                                                                           monkeypatch):
+  """TFX's WriteSplit reshuffles every example before writing it, a GroupByKey of the whole
+  dataset that Beam's DirectRunner holds in memory (a 1 GB CSV outgrew 24 GB). The
+  pipeline's only GroupByKeys are the byte ranges' spread, the row count's combine, and
+  each split's list of written files."""
+  pipelines = []
+  make = LabelBlindSplitExecutor._make_beam_pipeline
+  monkeypatch.setattr(LabelBlindSplitExecutor, "_make_beam_pipeline",
+                      lambda self: pipelines.append(make(self)) or pipelines[-1])
+  written = run_executor(data, tmp_path / "out", beam_options.direct(1))
+  assert sum(map(len, written.values())) == ROWS
+  graph = pipelines[0].to_runner_api().components
+  groupings = sorted(t.unique_name for t in graph.transforms.values()
+                     if t.spec.urn == common_urns.primitives.GROUP_BY_KEY.urn)
+  assert groupings == [
+      "InputToRecord/CountRows/CombineGlobally(CountCombineFn)/CombinePerKey/GroupByKey",
+      "InputToRecord/SpreadRanges/ReshufflePerKey/GroupByKey",
+      "Write[eval]/Write/WriteImpl/GroupByKey", "Write[train]/Write/WriteImpl/GroupByKey"]
+  # The writes' groupings take the names of written files, not examples.
+  for split in ("train", "eval"):
+    bundles = graph.transforms[next(
+        key for key, t in graph.transforms.items()
+        if t.unique_name == f"Write[{split}]/Write/WriteImpl/WriteBundles")]
+    pair = next(t for t in graph.transforms.values()
+                if t.unique_name == f"Write[{split}]/Write/WriteImpl/Pair")
+    assert list(pair.inputs.values()) == list(bundles.outputs.values())
