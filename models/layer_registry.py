@@ -30,7 +30,7 @@ def mlp_options(mlp, l2_reg: float) -> Dict[str, Any]:
               initializer=mlp.initializer, l2_reg=l2_reg)
 
 
-def _no_mlps(settings) -> Sequence[Any]:
+def _nothing(settings) -> Sequence[Any]:
   del settings
   return ()
 
@@ -54,15 +54,21 @@ class LayerKind:
     input_list: for a layer that takes a list of two or more inputs
       (merge_inputs_into_list: true), what the list holds, for the error
       message; None: one input (several are concatenated).
+    list_input: the layer takes one input that is a list (an input_layer
+      block's feature list), as EasyRec's SENet does.
+    problems: settings -> (field, message) pairs for what else is wrong with
+      them, beyond `mlps` and `positive`.
   """
   class_name: str
   params: str
   layer: str
   arguments: Callable[[Any, float], Dict[str, Any]]
-  mlps: Callable[[Any], Sequence[Any]] = _no_mlps
+  mlps: Callable[[Any], Sequence[Any]] = _nothing
   positive: Tuple[str, ...] = ()
   outputs: Optional[str] = None
   input_list: Optional[str] = None
+  list_input: bool = False
+  problems: Callable[[Any], Sequence[Tuple[str, str]]] = _nothing
 
   def output_count(self, settings) -> int:
     """How many tensors the layer returns for these settings."""
@@ -94,8 +100,47 @@ def _aitm_arguments(aitm, l2_reg: float) -> Dict[str, Any]:
 
 
 def _ple_arguments(ple, l2_reg: float) -> Dict[str, Any]:
-  return dict(num_level=ple.num_level, num_expert_per_task=ple.num_expert_per_task,
-              num_expert_share=ple.num_expert_share, **_experts(ple, l2_reg))
+  if not ple.levels:
+    return dict(num_level=ple.num_level, num_expert_per_task=ple.num_expert_per_task,
+                num_expert_share=ple.num_expert_share, **_experts(ple, l2_reg))
+  gate = list(ple.gate_mlp.hidden_units) if ple.HasField("gate_mlp") else []
+  levels = [dict(num_expert_per_task=level.num_expert_per_task,
+                 num_expert_share=level.num_expert_share,
+                 task_expert=mlp_options(level.task_expert_mlp, l2_reg),
+                 share_expert=(mlp_options(level.share_expert_mlp, l2_reg)
+                               if level.num_expert_share else None))
+            for level in ple.levels]
+  return dict(num_task=ple.num_task, levels=levels, gate_units=gate, l2_reg=l2_reg,
+              expert_units=levels[-1]["task_expert"]["hidden_units"])
+
+
+def _ple_mlps(ple) -> Sequence[Any]:
+  if not ple.levels:
+    return [ple.expert_mlp]
+  return [mlp for level in ple.levels for mlp in
+          ([level.task_expert_mlp] + ([level.share_expert_mlp] if level.num_expert_share
+                                       else []))]
+
+
+def _masknet_problems(masknet) -> Sequence[Tuple[str, str]]:
+  if not masknet.mask_blocks:
+    return [("mask_blocks", "MaskNet needs mask_blocks")]
+  return [("mask_blocks", f"mask block {i} needs reduction_factor or aggregation_size")
+          for i, b in enumerate(masknet.mask_blocks)
+          if not (b.HasField("reduction_factor") and b.reduction_factor > 0)
+          and not b.aggregation_size]
+
+
+def _masknet_arguments(masknet, l2_reg: float) -> Dict[str, Any]:
+  blocks = [dict(reduction_factor=b.reduction_factor if b.HasField("reduction_factor")
+                 else None,
+                 aggregation_size=b.aggregation_size or None,
+                 output_size=b.output_size or None, input_layer_norm=b.input_layer_norm,
+                 projection_dim=b.projection_dim or None, l2_reg=l2_reg)
+            for b in masknet.mask_blocks]
+  return dict(mask_blocks=blocks, use_parallel=masknet.use_parallel,
+              mlp=mlp_options(masknet.mlp, l2_reg) if masknet.HasField("mlp") else None,
+              input_layer_norm=masknet.input_layer_norm, l2_reg=l2_reg)
 
 
 _KINDS = (
@@ -110,8 +155,20 @@ _KINDS = (
               mlps=lambda mmoe: [mmoe.expert_mlp], positive=("num_task", "num_expert"),
               outputs="num_task"),
     LayerKind("PLE", params="ple", layer="models.layers.ple.PLE",
-              arguments=_ple_arguments, mlps=lambda ple: [ple.expert_mlp],
+              arguments=_ple_arguments, mlps=_ple_mlps,
               positive=("num_task",), outputs="num_task"),
+    # EasyRec's SENet (FiBiNET) and MaskNet, with EasyRec's parameters; no l2 in SENet,
+    # as EasyRec's has none.
+    LayerKind("SENet", params="senet", layer="models.layers.senet.SENet",
+              arguments=lambda senet, l2: dict(
+                  reduction_ratio=senet.reduction_ratio,
+                  num_squeeze_group=senet.num_squeeze_group,
+                  use_skip_connection=senet.use_skip_connection,
+                  use_output_layer_norm=senet.use_output_layer_norm),
+              positive=("reduction_ratio", "num_squeeze_group"), list_input=True),
+    LayerKind("MaskNet", params="masknet", layer="models.layers.masknet.MaskNet",
+              arguments=_masknet_arguments, problems=_masknet_problems,
+              mlps=lambda masknet: [masknet.mlp] if masknet.HasField("mlp") else []),
     # No weights, so no l2.
     LayerKind("FM", params="fm", layer="models.layers.fm.FM",
               arguments=lambda fm, l2: dict(use_variant=fm.use_variant)),

@@ -235,7 +235,7 @@ def compile_model(model, config, training: TrainingConfig, total_steps=None):
 
   `total_steps`: the planned step budget, which the default learning rate
   schedule spans."""
-  towers = {t.tower_name: t for t in config.proto.model_config.model_params.task_towers}
+  towers = {t.tower_name: t for t in config.model.model_params.task_towers}
   metrics = {}
   for task in config.tasks:
     sets = [m.auc.num_thresholds for m in towers[task.name].metrics_set] or [200]
@@ -510,7 +510,7 @@ def _log_plan(run: _Run, model: tf.keras.Model, warm: Optional[warm_start.Decisi
           + (f"; its shard: records {worker.index}, {worker.index + worker.count}, "
              f"{worker.index + 2 * worker.count}, ... of the train split"
              if worker.count > 1 else ""), flush=True)
-  print(f"  [Trainer] {run.config.proto.model_config.model_name or 'model'}: "
+  print(f"  [Trainer] {run.config.model.model_name or 'model'}: "
         f"{model.count_params():,} parameters; {run.train_rows:,} train rows, batch "
         f"{run.global_batch}, {run.steps_per_epoch} steps x "
         + (f"up to {training.max_epochs} epochs, early stopping on mean eval AUC"
@@ -604,7 +604,7 @@ def _summary(run: _Run, model: tf.keras.Model, history: Dict[str, list], steps: 
   best = (max(range(len(scores)), key=scores.__getitem__) if run.early_stopping
           else len(scores) - 1)
   summary = {
-      "model_name": run.config.proto.model_config.model_name,
+      "model_name": run.config.model.model_name,
       "parameters": int(model.count_params()),
       "train_rows": run.train_rows, "batch_size": training.batch_size,
       "seed": training.seed, "shuffle_labels": training.shuffle_labels,

@@ -99,8 +99,8 @@ def test_wrong_type_names_the_line():
 
 
 def test_unknown_enum_value_is_refused():
-  _refused(_text().replace("loss_type: ORDER_CALIBRATE_LOSS", "loss_type: F1_REWEIGHTED_LOSS"),
-           r"has no value named F1_REWEIGHTED_LOSS")
+  _refused(_text().replace("loss_type: ORDER_CALIBRATE_LOSS", "loss_type: F1_LOSS"),
+           r"has no value named F1_LOSS")
 
 
 def test_block_input_that_does_not_exist():

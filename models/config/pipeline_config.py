@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 from google.protobuf import text_format
 
 from models.config import messages
+from models.config.model_classes import as_backbone
 from models.features import Column, ColumnType, Encoding, Feature
 from models.layer_registry import LAYER_KINDS
 
@@ -41,6 +42,9 @@ class Task:
   calibration_weight: float          # 0 when the tower has no ORDER_CALIBRATE_LOSS
   calibrate_against: Tuple[str, ...]  # towers p_t must not exceed
   conditional_on: Optional[str]      # ESMM: output = p(head) x p(that tower)
+  # EasyRec's other binary losses on this tower, beside CLASSIFICATION
+  # (models/binary_losses.py): (loss type, tower weight x loss weight, name, params).
+  extra_losses: Tuple[Tuple[str, float, str, Tuple[Tuple[str, float], ...]], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,9 @@ class PipelineConfig:
   labels: Tuple[str, ...]
   features: Tuple[Feature, ...]
   tasks: Tuple[Task, ...]
+  # model_config as a backbone, whatever its style (models/config/model_classes.py),
+  # with implicit outputs made blocks: what the Keras builder reads. None without a model.
+  model: object = None
 
   @property
   def column_types(self) -> Dict[str, ColumnType]:
@@ -125,39 +132,53 @@ def load_config(path: str) -> PipelineConfig:
   return parse_config(text, source=path)
 
 
-def parse_columns(text: str, source: str = "<config>"
-                  ) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
-  """The columns and labels of a config's data_config (PipelineConfig.columns_text)."""
+_UNKNOWN_FIELD = re.compile(r'^(\d+):(\d+) : Message type "[\w.]*\.(\w+)" has no field named '
+                            r'"(\w+)"')
+
+
+def _parse(text: str, source: str):
+  """The text parsed into an EasyRecConfig; ConfigError with file, line and column when it
+  doesn't parse, saying so when the field is one of EasyRec's this project doesn't build
+  (messages.NOT_SUPPORTED), not a misspelling."""
   proto = messages.EasyRecConfig()
   try:
     text_format.Parse(text, proto)
   except text_format.ParseError as e:
+    known = _UNKNOWN_FIELD.match(str(e))
+    if known:
+      line, column, message, field = known.groups()
+      reason = messages.NOT_SUPPORTED.get(message, {}).get(field)
+      if reason:
+        raise ConfigError(f"{source}:{line}:{column}: {field}: {reason}") from None
     raise ConfigError(f"{source}:{e} ") from None
-  return _check_data(proto, _Locator(text, source))
+  return proto
+
+
+def parse_columns(text: str, source: str = "<config>"
+                  ) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
+  """The columns and labels of a config's data_config (PipelineConfig.columns_text)."""
+  return _check_data(_parse(text, source), _Locator(text, source))
 
 
 def parse_config(text: str, source: str = "<config>", require_model: bool = True
                  ) -> PipelineConfig:
   """A checked config. Without `require_model`, a config that has no model_config
   (PipelineConfig.transform_text) parses, and its features need no embedding_dim."""
-  proto = messages.EasyRecConfig()
-  try:
-    text_format.Parse(text, proto)
-  except text_format.ParseError as e:
-    raise ConfigError(f"{source}:{e} ") from None
+  proto = _parse(text, source)
   where = _Locator(text, source)
   columns, labels = _check_data(proto, where)
   embedded = require_model or proto.HasField("model_config")
   features = _check_features(proto, columns, labels, embedded, where)
   tasks: Tuple[Task, ...] = ()
+  model = None
   if require_model or proto.HasField("model_config"):
     if not proto.HasField("model_config"):
       raise ConfigError(f"{source}: model_config is missing")
-    tasks = _check_model(proto.model_config, features, labels, where)
+    model, tasks = _check_model(proto.model_config, features, labels, where)
   _check_evaluation(proto, columns, labels, where)
   _check_training(proto, where)
   return PipelineConfig(text=text, source=source, proto=proto, columns=columns,
-                        labels=labels, features=features, tasks=tasks)
+                        labels=labels, features=features, tasks=tasks, model=model)
 
 
 class _Locator:
@@ -326,22 +347,26 @@ def _feature(spec, name, column, kind, column_type, embedded, where) -> Feature:
 
 # --- model_config -------------------------------------------------------------
 
-def _check_model(model, features, labels, where) -> Tuple[Task, ...]:
-  if model.model_class != "MultiTaskModel":
-    raise where.error("model_class", f"'{model.model_class}' is not supported: describe the "
-                      "model as a backbone with model_class: \"MultiTaskModel\"",
-                      model.model_class)
+def _check_model(model, features, labels, where):
+  """(the model as a backbone with its outputs as blocks, its Tasks)."""
+  if messages.ENUMS["LossWeightStrategy"][model.loss_weight_strategy] != "Fixed":
+    raise where.error("loss_weight_strategy", "only Fixed loss weights are supported "
+                      "(Uncertainty and Random are not)")
+  model = as_backbone(model, where)
   feature_names = {f.name for f in features}
-  groups = set()
+  groups = {}
   if not model.feature_groups:
     raise where.error("model_config", "needs at least one feature_groups")
   for group in model.feature_groups:
     if not group.group_name or group.group_name in groups:
       raise where.error("group_name", "feature groups need distinct names",
                         group.group_name or None)
-    groups.add(group.group_name)
+    groups[group.group_name] = len(group.feature_names)
     if messages.ENUMS["WideOrDeep"][group.wide_deep] != "DEEP":
       raise where.error("wide_deep", f"group '{group.group_name}': only DEEP groups are "
+                        "supported")
+    if group.negative_sampler:
+      raise where.error("negative_sampler", "negative sampling (matching models) is not "
                         "supported")
     if not group.feature_names:
       raise where.error("group_name", "has no feature_names", group.group_name)
@@ -350,47 +375,164 @@ def _check_model(model, features, labels, where) -> Tuple[Task, ...]:
         raise where.error("feature_names", f"group '{group.group_name}': '{name}' is not a "
                           "feature in feature_config", name)
 
-  outputs = _check_backbone(model.backbone, groups, where)
-  return _check_towers(model, outputs, labels, where)
+  arity = _check_backbone(model.backbone, groups, where)
+  shared = not model.backbone.output_blocks
+  model = _with_output_blocks(model, arity, where)
+  return model, _check_towers(model, arity, labels, shared, where)
 
 
 def _check_backbone(backbone, groups, where) -> Dict[str, int]:
-  """Checks the DAG; returns block name -> number of outputs."""
+  """Checks the DAG; returns block name -> number of outputs (1: a tensor; n: a list)."""
   blocks = {}
   if not backbone.blocks:
     raise where.error("backbone", "needs blocks")
   for block in backbone.blocks:
     if not block.name:
       raise where.error("blocks", "a block has no name")
-    if block.name in blocks or block.name in groups:
+    # EasyRec's one exception: an input_layer block may carry its group's name.
+    group_alias = (block.WhichOneof("layer") == "input_layer" and block.name in groups
+                   and [i.feature_group_name for i in block.inputs] == [block.name])
+    if block.name in blocks or (block.name in groups and not group_alias):
       raise where.error("name", f"block name '{block.name}' is used twice (block or feature "
                         "group)", block.name)
     blocks[block.name] = block
-  arity = {}
   for block in backbone.blocks:
-    if not block.HasField("keras_layer"):
-      raise where.error("name", f"block '{block.name}' needs a keras_layer", block.name)
-    kind = _layer_kind(block, where)
     _check_inputs(block, blocks, groups, where)
-    arity[block.name] = _check_layer_settings(block, kind, where)
 
   order = topological_order(backbone)
   if order is None:
     cycle = _cycle(backbone)
     raise where.error("block_name", "the backbone has a cycle: " + " -> ".join(cycle),
                       cycle[-1])
-  for block in backbone.blocks:
-    for item in block.inputs:
-      if item.WhichOneof("name") == "block_name":
-        n = arity[item.block_name]
-        if n > 1 and not item.input_slice and not block.merge_inputs_into_list:
-          raise where.error("block_name", f"block '{block.name}': '{item.block_name}' has "
-                            f"{n} outputs; pick one with input_slice: \"[i]\"", item.block_name)
-        if item.input_slice and int(item.input_slice[1:-1]) >= n:
-          raise where.error("input_slice", f"block '{block.name}': '{item.block_name}' has "
-                            f"{n} output(s), {item.input_slice} is out of range",
-                            item.input_slice)
+  arity: Dict[str, int] = {}
+  for name in order:
+    block = blocks[name]
+    layer = block.WhichOneof("layer")
+    sizes = [_input_arity(block, item, arity, where) for item in _used_inputs(block)]
+    if layer == "keras_layer":
+      kind = _layer_kind(block, where)
+      for item, size in zip(_used_inputs(block), sizes):
+        if size > 1 and not kind.list_input and not block.merge_inputs_into_list:
+          source = getattr(item, item.WhichOneof("name"))
+          raise where.error("block_name", f"block '{block.name}': '{source}' has {size} "
+                            "outputs; pick one with input_slice: \"[i]\"", source)
+      arity[name] = _check_layer_settings(block, kind, where)
+    elif layer == "input_layer":
+      arity[name] = _check_input_layer(block, groups, where)
+    else:
+      # No layer: EasyRec's block passes one input on as it is, a list of them with
+      # merge_inputs_into_list, else their concatenation.
+      if block.merge_inputs_into_list:
+        arity[name] = len(sizes)
+      elif len(sizes) == 1:
+        arity[name] = sizes[0]
+      else:
+        for item, size in zip(_used_inputs(block), sizes):
+          if size > 1:
+            source = getattr(item, item.WhichOneof("name"))
+            raise where.error("block_name", f"block '{block.name}' concatenates its inputs, "
+                              f"but '{source}' has {size} outputs; pick one with "
+                              "input_slice: \"[i]\"", source)
+        arity[name] = 1
   return arity
+
+
+def _used_inputs(block):
+  """The block's inputs but those marked ignore_input (EasyRec: ordering-only edges)."""
+  return [item for item in block.inputs if not item.ignore_input]
+
+
+def _input_arity(block, item, arity, where) -> int:
+  """The number of outputs an input brings to the block, after its input_slice."""
+  source = item.WhichOneof("name")
+  value = getattr(item, source)
+  n = arity[value] if source == "block_name" and value in arity else 1
+  if item.input_slice:
+    if int(item.input_slice[1:-1]) >= n:
+      raise where.error("input_slice", f"block '{block.name}': '{value}' has {n} "
+                        f"output(s), {item.input_slice} is out of range", item.input_slice)
+    return 1
+  return n
+
+
+def _check_input_layer(block, groups, where) -> int:
+  """An input_layer block: one feature group in; returns its number of outputs."""
+  settings = block.input_layer
+  if len(block.inputs) != 1 or block.inputs[0].WhichOneof("name") != "feature_group_name":
+    raise where.error("name", f"input_layer block '{block.name}' takes exactly one "
+                      "feature_group_name input", block.name)
+  for field, reason in (("output_seq_and_normal_feature", "sequence features"),
+                        ("wide_output_dim", "WIDE features"),
+                        ("output_2d_tensor_and_feature_list", "a (tensor, list) pair output")):
+    if getattr(settings, field):
+      raise where.error(field, f"input_layer block '{block.name}': {reason} are not "
+                        "supported" if field != "output_2d_tensor_and_feature_list" else
+                        f"input_layer block '{block.name}': {reason} is not supported")
+  if settings.do_batch_norm and settings.do_layer_norm:
+    raise where.error("do_layer_norm", f"input_layer block '{block.name}': do_batch_norm and "
+                      "do_layer_norm exclude each other (EasyRec refuses both)")
+  for field in ("dropout_rate", "feature_dropout_rate"):
+    if not 0.0 <= getattr(settings, field) < 1.0:
+      raise where.error(field, f"input_layer block '{block.name}': {field} must be in [0, 1)")
+  if settings.only_output_feature_list:
+    return groups[block.inputs[0].feature_group_name]
+  return 1
+
+
+def _with_output_blocks(model, arity, where):
+  """The model with what its towers read named in output_blocks. EasyRec's backbone
+  without output_blocks outputs its concat_blocks, else its leaf blocks (none reads
+  them), concatenated, then top_mlp: here a block `backbone` (a no-layer block that
+  concatenates) and a block `top_mlp` do that, so the builder has one rule."""
+  backbone = model.backbone
+  if backbone.output_blocks:
+    for field in ("concat_blocks", "top_mlp"):
+      if backbone.HasField(field) if field == "top_mlp" else backbone.concat_blocks:
+        raise where.error(field, f"is not used with output_blocks (EasyRec ignores it "
+                          "then)")
+    return model
+  read = {i.block_name for b in backbone.blocks for i in b.inputs
+          if i.WhichOneof("name") == "block_name"}
+  outputs = list(backbone.concat_blocks) or [b.name for b in backbone.blocks
+                                             if b.name not in read]
+  for name in outputs:
+    if name not in arity:
+      raise where.error("concat_blocks", f"'{name}' is not a block", name)
+  normalized = type(model)()
+  normalized.CopyFrom(model)
+  backbone = normalized.backbone
+  backbone.ClearField("concat_blocks")
+  output = outputs[0]
+  if len(outputs) > 1:
+    output = _new_block_name(arity, "backbone")
+    concat = backbone.blocks.add(name=output)
+    for name in outputs:
+      if arity[name] > 1:
+        raise where.error("blocks", f"the backbone's output concatenates its leaf blocks, "
+                          f"but '{name}' has {arity[name]} outputs")
+      concat.inputs.add(block_name=name)
+    arity[output] = 1
+  if model.backbone.HasField("top_mlp"):
+    if arity[output] > 1:
+      raise where.error("top_mlp", f"'{output}' has {arity[output]} outputs; top_mlp takes "
+                        "one")
+    top = backbone.blocks.add(name=_new_block_name(arity, "top_mlp"))
+    top.inputs.add(block_name=output)
+    top.keras_layer.class_name = "MLP"
+    top.keras_layer.mlp.CopyFrom(model.backbone.top_mlp)
+    if not top.keras_layer.mlp.hidden_units:
+      raise where.error("top_mlp", "needs hidden_units")
+    output = top.name
+    arity[output] = 1
+    backbone.ClearField("top_mlp")
+  backbone.output_blocks.append(output)
+  return normalized
+
+
+def _new_block_name(arity, name):
+  while name in arity:
+    name += "_"
+  return name
 
 
 def _layer_kind(block, where):
@@ -420,7 +562,7 @@ def _check_inputs(block, blocks, groups, where):
     value = getattr(item, source)
     if source == "feature_group_name" and value not in groups:
       raise where.error(source, f"block '{block.name}': no feature group '{value}'", value)
-    if source == "block_name" and value not in blocks:
+    if source == "block_name" and (value not in blocks or value == block.name):
       raise where.error(source, f"block '{block.name}': no block '{value}'", value)
     if item.input_slice and not re.fullmatch(r"\[\d+\]", item.input_slice):
       raise where.error("input_slice", f"block '{block.name}': input_slice must look like "
@@ -438,17 +580,28 @@ def _check_layer_settings(block, kind, where) -> int:
   for mlp in kind.mlps(settings):
     if not mlp.hidden_units:
       raise where.error("hidden_units", f"block '{block.name}': the MLP needs hidden_units")
+  for field, message in kind.problems(settings):
+    raise where.error(field, f"block '{block.name}': {message}")
   for field in kind.positive:
     if getattr(settings, field) < 1:
       raise where.error(field, f"block '{block.name}' needs {field} >= 1")
   return kind.output_count(settings)
 
 
+def _dependencies(backbone) -> Dict[str, List[str]]:
+  """Block name -> the blocks it reads: by block_name, and by feature_group_name where an
+  input_layer block carries that group's name (EasyRec reads the block then)."""
+  names = {b.name for b in backbone.blocks}
+  return {b.name: [getattr(i, i.WhichOneof("name")) for i in b.inputs
+                   if i.WhichOneof("name") == "block_name"
+                   or (i.feature_group_name in names and i.feature_group_name != b.name)]
+          for b in backbone.blocks}
+
+
 def topological_order(backbone) -> Optional[List[str]]:
   """Block names in an order where every input comes first; None if there's a cycle."""
   names = [b.name for b in backbone.blocks]
-  deps = {b.name: {i.block_name for i in b.inputs if i.WhichOneof("name") == "block_name"}
-          for b in backbone.blocks}
+  deps = {name: set(d) for name, d in _dependencies(backbone).items()}
   order, done = [], set()
   while len(order) < len(names):
     ready = [n for n in names if n not in done and deps[n] <= done]
@@ -461,8 +614,7 @@ def topological_order(backbone) -> Optional[List[str]]:
 
 
 def _cycle(backbone) -> List[str]:
-  deps = {b.name: [i.block_name for i in b.inputs if i.WhichOneof("name") == "block_name"]
-          for b in backbone.blocks}
+  deps = _dependencies(backbone)
 
   def visit(name, path):
     if name in path:
@@ -480,7 +632,9 @@ def _cycle(backbone) -> List[str]:
   return []
 
 
-def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
+def _check_towers(model, arity, labels, shared, where) -> Tuple[Task, ...]:
+  """The Tasks. `shared`: the backbone named no output_blocks, so a single-tensor output
+  is every tower's input (EasyRec's shared bottom); named ones map one to one."""
   towers = model.model_params.task_towers
   backbone = model.backbone
   if not towers:
@@ -489,8 +643,11 @@ def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
   for name in outputs:
     if name not in arity:
       raise where.error("output_blocks", f"'{name}' is not a block", name)
-  # Either one output block per tower, or a single multi-output block (MMoE, PLE).
-  if len(outputs) == 1 and arity[outputs[0]] > 1:
+  # One output block per tower, a single multi-output block (MMoE, PLE) with one output
+  # per tower, or one single-output block every tower reads (a shared bottom).
+  if shared and arity[outputs[0]] == 1:
+    slots = [(outputs[0], None)] * len(towers)
+  elif len(outputs) == 1 and arity[outputs[0]] > 1:
     if arity[outputs[0]] != len(towers):
       raise where.error("output_blocks", f"'{outputs[0]}' has {arity[outputs[0]]} outputs "
                         f"but there are {len(towers)} task_towers")
@@ -520,22 +677,10 @@ def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
       raise where.error("num_class", f"tower '{name}': only binary tasks (num_class 1)")
     if tower.dnn.hidden_units and len(tower.dnn.dropout_ratio) > len(tower.dnn.hidden_units):
       raise where.error("dropout_ratio", f"tower '{name}': more dropout ratios than layers")
-    if not math.isfinite(tower.weight) or tower.weight < 0:
-      raise where.error("weight", f"tower '{name}': the weight must be a finite number >= 0, "
-                        f"got {tower.weight}")
-    for loss in tower.losses:
-      if not math.isfinite(loss.weight) or loss.weight < 0:
-        raise where.error("weight", f"tower '{name}': a loss weight must be a finite number "
-                          f">= 0, got {loss.weight}")
-    losses = [(l.loss_type, l.weight) for l in tower.losses] or [(tower.loss_type, 1.0)]
-    kinds = [messages.ENUMS["LossType"][k] for k, _ in losses]
-    if kinds.count("CLASSIFICATION") != 1:
-      raise where.error("losses", f"tower '{name}' needs exactly one CLASSIFICATION loss")
-    classification = next(w for (k, w), kind in zip(losses, kinds) if kind == "CLASSIFICATION")
-    calibration = sum(w for (k, w), kind in zip(losses, kinds)
-                      if kind == "ORDER_CALIBRATE_LOSS")
+    _refuse_task_space(tower, name, where)
+    classification, calibration, extra = _tower_losses(tower, name, where)
     against: Tuple[str, ...] = ()
-    if "ORDER_CALIBRATE_LOSS" in kinds:
+    if calibration:
       against = tuple(tower.relation_tower_names) or _preceding(index, block, blocks, slots,
                                                                 names)
       if not against:
@@ -547,6 +692,16 @@ def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
         raise where.error("relation_tower_names" if other in tower.relation_tower_names
                           else "conditional_on",
                           f"tower '{name}': '{other}' is not a tower before it", other)
+    if tower.HasField("relation_dnn"):
+      related = {t.tower_name: t for t in towers[:index]}
+      for other in tower.relation_tower_names:
+        if not related[other].HasField("relation_dnn"):
+          raise where.error("relation_tower_names", f"tower '{name}' reads the relation "
+                            f"features of '{other}', which has no relation_dnn (EasyRec "
+                            "fails on it too)", other)
+      if len(tower.relation_dnn.dropout_ratio) > len(tower.relation_dnn.hidden_units):
+        raise where.error("dropout_ratio", f"tower '{name}': more relation_dnn dropout "
+                          "ratios than layers")
     for metric in tower.metrics_set:
       if metric.WhichOneof("metric") is None:
         raise where.error("metrics_set", f"tower '{name}': only auc {{}} is supported")
@@ -554,8 +709,93 @@ def _check_towers(model, arity, labels, where) -> Tuple[Task, ...]:
         name=name, label=label, output_block=block, output_index=slot,
         classification_weight=float(tower.weight * classification),
         calibration_weight=float(tower.weight * calibration),
-        calibrate_against=against, conditional_on=tower.conditional_on or None))
+        calibrate_against=against, conditional_on=tower.conditional_on or None,
+        extra_losses=tuple((kind, float(tower.weight * weight), loss_name, params)
+                           for kind, weight, loss_name, params in extra)))
   return tuple(tasks)
+
+
+# EasyRec's loss types a binary tower trains with besides CLASSIFICATION, with the Loss
+# field holding each one's parameters (models/binary_losses.py computes them).
+_EXTRA_LOSSES = {
+    "BINARY_CROSS_ENTROPY_LOSS": None, "BINARY_FOCAL_LOSS": "binary_focal_loss",
+    "F1_REWEIGHTED_LOSS": "f1_reweighted_loss", "PAIR_WISE_LOSS": "pairwise_loss",
+    "PAIRWISE_FOCAL_LOSS": "pairwise_focal_loss",
+    "PAIRWISE_LOGISTIC_LOSS": "pairwise_logistic_loss",
+    "PAIRWISE_HINGE_LOSS": "pairwise_hinge_loss",
+}
+# The others, and why a binary tower can't use them.
+_REFUSED_LOSSES = {
+    "L2_LOSS": "a regression loss", "SIGMOID_L2_LOSS": "a regression loss",
+    "ZILN_LOSS": "a regression (lifetime value) loss",
+    "JRC_LOSS": "needs two logits per tower (num_class 2) and a session",
+    "LISTWISE_RANK_LOSS": "needs a session_name field in every batch",
+    "LISTWISE_DISTILL_LOSS": "its labels are a teacher's rank positions, not 0/1",
+    "CROSS_ENTROPY_LOSS": "EasyRec's rank models refuse it too",
+    "SOFTMAX_CROSS_ENTROPY": "a multi-class loss",
+    "CIRCLE_LOSS": "a metric-learning loss", "MULTI_SIMILARITY_LOSS": "a metric-learning loss",
+    "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING": "a matching-model loss",
+    "KL_DIVERGENCE_LOSS": "a distillation loss",
+}
+
+
+def _refuse_task_space(tower, name, where):
+  """EasyRec's per-example task-space weights, which this project doesn't apply."""
+  for field in ("task_space_indicator_label", "task_space_indicator_name",
+                "task_space_indicator_value"):
+    if getattr(tower, field):
+      raise where.error(field, f"tower '{name}': task-space weights are not supported")
+  for field in ("in_task_space_weight", "out_task_space_weight"):
+    if getattr(tower, field) != 1.0:
+      raise where.error(field, f"tower '{name}': task-space weights are not supported")
+
+
+def _tower_losses(tower, name, where):
+  """(CLASSIFICATION weight, ORDER_CALIBRATE weight, [(type, weight, name, params)] of
+  the other losses) of a tower: its `losses`, else its `loss_type` with weight 1. Each
+  weight is the loss's own; the tower's weight multiplies them all."""
+  if not math.isfinite(tower.weight) or tower.weight < 0:
+    raise where.error("weight", f"tower '{name}': the weight must be a finite number >= 0, "
+                      f"got {tower.weight}")
+  losses = list(tower.losses)
+  if not losses:
+    losses = [messages.message_class("Loss")(loss_type=tower.loss_type)]
+  classification = calibration = 0.0
+  has_classification, extra = False, []
+  for loss in losses:
+    kind = messages.ENUMS["LossType"][loss.loss_type]
+    if not math.isfinite(loss.weight) or loss.weight < 0:
+      raise where.error("weight", f"tower '{name}': a loss weight must be a finite number "
+                        f">= 0, got {loss.weight}")
+    if kind in _REFUSED_LOSSES:
+      raise where.error("loss_type", f"tower '{name}': {kind} is not supported for a binary "
+                        f"task: {_REFUSED_LOSSES[kind]}", kind)
+    if loss.learn_loss_weight:
+      raise where.error("learn_loss_weight", f"tower '{name}': learned loss weights "
+                        "(EasyRec's Uncertainty strategy) are not supported")
+    params_field = loss.WhichOneof("loss_param")
+    if params_field and params_field != _EXTRA_LOSSES.get(kind):
+      raise where.error(params_field, f"tower '{name}': {params_field} sets the parameters "
+                        f"of another loss type than {kind}")
+    params = getattr(loss, params_field) if params_field else None
+    if params is not None:
+      for field in ("session_name", "use_exponent"):
+        if field in params.DESCRIPTOR.fields_by_name and getattr(params, field):
+          raise where.error(field, f"tower '{name}': {kind}'s {field} is not supported "
+                            "(pairs are taken over the whole batch)")
+    if kind == "CLASSIFICATION":
+      if has_classification:
+        raise where.error("losses", f"tower '{name}' has two CLASSIFICATION losses")
+      has_classification, classification = True, loss.weight
+    elif kind == "ORDER_CALIBRATE_LOSS":
+      calibration += loss.weight
+    else:
+      extra.append((kind, loss.weight, loss.loss_name or kind.lower(),
+                    tuple((f.name, v) for f, v in params.ListFields()) if params else ()))
+  if not has_classification and not extra:
+    raise where.error("losses", f"tower '{name}' needs a loss besides ORDER_CALIBRATE_LOSS "
+                      "(CLASSIFICATION or another binary loss)")
+  return classification, calibration, extra
 
 
 def _preceding(index, block, blocks, slots, names) -> Tuple[str, ...]:
