@@ -1,7 +1,8 @@
 """Read an EasyRec config once, check it whole, and hand out plain objects.
 
 `load_config(path)` parses protobuf text format against `messages` (unknown
-fields and wrong types fail there, with line and column), then checks what
+fields and wrong types fail there, with line and column), applies EasyRec's
+`--edit_config_json` edits when given (`edit.py`), then checks what
 the parser can't: names that must exist (features' and slices' input fields
 among them), the backbone DAG, towers against output blocks, losses against
 towers. Every error is a `ConfigError` naming the file, the line and the
@@ -11,12 +12,15 @@ work starts.
 
 import dataclasses
 import math
+import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from google.protobuf import text_format
 
 from models.config import messages
+from models.config.edit import apply_edits, edit_pairs
+from models.config.errors import ConfigError
 from models.features import Column, ColumnType, Encoding, Feature
 from models.layer_registry import LAYER_KINDS
 
@@ -24,10 +28,6 @@ _FIELD_TYPES = {
     "INT32": ColumnType.INT, "INT64": ColumnType.INT, "STRING": ColumnType.STRING,
     "FLOAT": ColumnType.FLOAT, "DOUBLE": ColumnType.FLOAT,
 }
-
-
-class ConfigError(ValueError):
-  """A config that can't be run; the message names file, line and field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,14 @@ class PipelineConfig:
   labels: Tuple[str, ...]
   features: Tuple[Feature, ...]
   tasks: Tuple[Task, ...]
+  # load_config's edits, in order: (path, value, fields set); `text` holds their result.
+  edits: Tuple[Tuple[str, str, int], ...] = ()
+
+  @property
+  def stem(self) -> str:
+    """The config file's name without folder, extension or the note of its edits."""
+    path = self.source.split(_EDITED, 1)[0]
+    return os.path.splitext(os.path.basename(path))[0]
 
   @property
   def column_types(self) -> Dict[str, ColumnType]:
@@ -110,9 +118,16 @@ _TRAINING_DATA_FIELDS = ("batch_size", "prefetch_size", "num_epochs", "shuffle",
 _MODEL_FEATURE_FIELDS = ("embedding_dim", "combiner")
 
 
-def load_config(path: str) -> PipelineConfig:
+# How an edited config's source reads: "configs/x.config (edited: train_config.num_steps)".
+_EDITED = " (edited: "
+
+
+def load_config(path: str, edits: Optional[Mapping[str, object]] = None) -> PipelineConfig:
   """The config file at `path`, parsed and checked (`parse_config`); ConfigError when
-  it can't be read, is not UTF-8 text, or doesn't check."""
+  it can't be read, is not UTF-8 text, or doesn't check. `edits`, EasyRec's
+  --edit_config_json as a dict (edit.apply_edits), are applied to the parsed file
+  before any check: every check runs on the edited config, and its `text`, what
+  components receive, is the edited config."""
   try:
     with open(path, encoding="utf-8") as f:
       text = f.read()
@@ -122,17 +137,35 @@ def load_config(path: str) -> PipelineConfig:
     line = e.object[:e.start].count(b"\n") + 1
     raise ConfigError(f"{path}:{line}: the config is not UTF-8 text ({e.reason} at byte "
                       f"{e.start})") from None
-  return parse_config(text, source=path)
+  if not edits:
+    return parse_config(text, source=path)
+  proto = _parse(text, path)
+  try:
+    applied = apply_edits(proto, edits)
+  except ConfigError as e:
+    raise ConfigError(f"{e} (editing {path})") from None
+  values = [value for _, value in edit_pairs(edits)]
+  # Checked as text, like any config: line numbers in errors are the edited text's.
+  config = parse_config(text_format.MessageToString(proto, as_utf8=True),
+                        source=f"{path}{_EDITED}{', '.join(p for p, _ in applied)})")
+  return dataclasses.replace(config, edits=tuple(
+      (path_, value, count) for (path_, count), value in zip(applied, values)))
 
 
-def parse_columns(text: str, source: str = "<config>"
-                  ) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
-  """The columns and labels of a config's data_config (PipelineConfig.columns_text)."""
+def _parse(text: str, source: str):
+  """`text` parsed as an EasyRecConfig, unchecked; ConfigError on a parse error."""
   proto = messages.EasyRecConfig()
   try:
     text_format.Parse(text, proto)
   except text_format.ParseError as e:
     raise ConfigError(f"{source}:{e} ") from None
+  return proto
+
+
+def parse_columns(text: str, source: str = "<config>"
+                  ) -> Tuple[Tuple[Column, ...], Tuple[str, ...]]:
+  """The columns and labels of a config's data_config (PipelineConfig.columns_text)."""
+  proto = _parse(text, source)
   return _check_data(proto, _Locator(text, source))
 
 
@@ -140,11 +173,7 @@ def parse_config(text: str, source: str = "<config>", require_model: bool = True
                  ) -> PipelineConfig:
   """A checked config. Without `require_model`, a config that has no model_config
   (PipelineConfig.transform_text) parses, and its features need no embedding_dim."""
-  proto = messages.EasyRecConfig()
-  try:
-    text_format.Parse(text, proto)
-  except text_format.ParseError as e:
-    raise ConfigError(f"{source}:{e} ") from None
+  proto = _parse(text, source)
   where = _Locator(text, source)
   columns, labels = _check_data(proto, where)
   embedded = require_model or proto.HasField("model_config")
