@@ -28,18 +28,47 @@ def add_schema(parser):
                       "(default: %(default)s)")
 
 
-def load_configs(paths, schema_path=None):
-  """Every config read and checked, against the raw-data schema too when schema_path is
-  given, before any work; the first error ends the command."""
+def add_edit_config_json(parser):
+  """`--edit-config-json`: EasyRec's --edit_config_json (read by config_edits)."""
+  parser.add_argument("--edit-config-json", metavar="JSON",
+                      help="edit the config before it is checked and run, as EasyRec's "
+                      "--edit_config_json does: a JSON object of dotted paths to values, e.g. "
+                      """'{"train_config.num_steps": 200}' or """
+                      """'{"feature_config.features[input_names[0]=price].embedding_dim": 8}' """
+                      "(paths select elements with [i], [a:b], [:] or [key=value]; grammar in "
+                      "models/config/edit.py)")
+
+
+def config_edits(args):
+  """`--edit-config-json` as a dict of edits for load_configs (None without the flag)."""
+  if args.edit_config_json is None:
+    return None
+  from models.config import ConfigError
+  from models.config.edit import parse_edit_json
+  try:
+    return parse_edit_json(args.edit_config_json)
+  except ConfigError as e:
+    sys.exit(f"error: {e}")
+
+
+def load_configs(paths, schema_path=None, edits=None):
+  """Every config read and checked, with `edits` (config_edits) applied first and
+  against the raw-data schema too when schema_path is given, before any work; the
+  first error ends the command. Prints the edits applied to each config."""
   from models.config import ConfigError, load_config
   try:
-    loaded = [load_config(path) for path in paths]
+    loaded = [load_config(path, edits) for path in paths]
     if schema_path:
       from pipeline.schema_check import check_schema
       for config in loaded:
         check_schema(config, schema_path)
   except ConfigError as e:
     sys.exit(f"error: {e}")
+  for path, config in zip(paths, loaded):
+    if config.edits:
+      print(f"{path}, edited by --edit-config-json:")
+    for field, value, count in config.edits:
+      print(f"  edit: {field} = {value} ({count} field{'' if count == 1 else 's'})")
   return loaded
 
 

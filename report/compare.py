@@ -37,7 +37,7 @@ class ModelScore:
 
 
 def _label(config: PipelineConfig) -> str:
-  return os.path.splitext(os.path.basename(config.source))[0]
+  return config.stem
 
 
 def compare(configs: Sequence[PipelineConfig], *, data_root: str, pipeline_root: str,

@@ -26,6 +26,17 @@ def test_bad_config_is_refused_before_any_work(tmp_path):
   assert not os.path.exists(tmp_path / "root")
 
 
+def test_bad_edit_config_json_is_refused_before_any_work(tmp_path):
+  result = _aitm("run", "--edit-config-json", '{"train_config.num_steps": 200,}',
+                 "--data", str(tmp_path), "--pipeline-root", str(tmp_path / "root"),
+                 cwd=configs.PROJECT_DIR)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: --edit-config-json: not valid JSON (Expecting property name"), result.stderr
+  assert "edit:" not in result.stdout
+  assert not os.path.exists(tmp_path / "root")
+
+
 def test_config_that_disagrees_with_the_schema_is_refused(tmp_path):
   with open(configs.CONFIG_PATH) as f:
     text = f.read().replace('input_name: "cms_segid" input_type: STRING',

@@ -19,6 +19,7 @@ def add_parser(subparsers):
   parser.add_argument("--configs", nargs="+", default=list(configs.PEER_CONFIGS),
                       help="EasyRec configs of one funnel (default: AITM and its peers)")
   common_flags.add_schema(parser)
+  common_flags.add_edit_config_json(parser)
   parser.add_argument("--pipeline-root", default=configs.DEFAULT_COMPARE_ROOT,
                       help="where each model's run goes (default: %(default)s)")
   common_flags.add_split(parser)
@@ -30,7 +31,8 @@ def add_parser(subparsers):
 def run(args):
   """Runs each of `--configs` on `--data`, one split for all, and prints their table;
   exits with the error on bad settings or input."""
-  configs_ = common_flags.load_configs(args.configs, args.schema)
+  configs_ = common_flags.load_configs(args.configs, args.schema,
+                                       common_flags.config_edits(args))
   training = common_flags.training_settings(args)
   beam_args = common_flags.beam_args(args)
   from report import compare

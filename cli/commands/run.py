@@ -20,6 +20,7 @@ def add_parser(subparsers):
   parser.add_argument("--config", default=configs.CONFIG_PATH,
                       help="EasyRec config, protobuf text format (default: %(default)s)")
   common_flags.add_schema(parser)
+  common_flags.add_edit_config_json(parser)
   parser.add_argument("--data", help="directory of CSV files with a header "
                       f"(default: generate {configs.DEFAULT_ROWS:,} rows)")
   parser.add_argument("--data-format", choices=("csv", "aliccp"), default="csv",
@@ -69,7 +70,8 @@ def _add_spans(parser):
 def run(args):
   """Runs the pipeline locally on `--data` (else the demo data), then prints its summary
   and writes its report; see _print_outcome for the exit status."""
-  config, = common_flags.load_configs([args.config], args.schema)
+  config, = common_flags.load_configs([args.config], args.schema,
+                                     common_flags.config_edits(args))
   training = common_flags.training_settings(args)
   beam_args = common_flags.beam_args(args)
   from pipeline.local_runner import run_local

@@ -1,7 +1,8 @@
 """Read an EasyRec config once, check it whole, and hand out plain objects.
 
 `load_config(path)` parses protobuf text format against `messages` (unknown
-fields and wrong types fail there, with line and column), then checks what
+fields and wrong types fail there, with line and column), applies EasyRec's
+`--edit_config_json` edits when given (`edit.py`), then checks what
 the parser can't: names that must exist (features' and slices' input fields
 among them), the backbone DAG, towers against output blocks, losses against
 towers. Every error is a `ConfigError` naming the file, the line and the
@@ -11,13 +12,16 @@ work starts.
 
 import dataclasses
 import math
+import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from google.protobuf import text_format
 
 from models.config import messages
 from models.config.model_classes import as_backbone
+from models.config.edit import apply_edits, edit_pairs
+from models.config.errors import ConfigError
 from models.features import Column, ColumnType, Encoding, Feature
 from models.layer_registry import LAYER_KINDS
 
@@ -25,10 +29,6 @@ _FIELD_TYPES = {
     "INT32": ColumnType.INT, "INT64": ColumnType.INT, "STRING": ColumnType.STRING,
     "FLOAT": ColumnType.FLOAT, "DOUBLE": ColumnType.FLOAT,
 }
-
-
-class ConfigError(ValueError):
-  """A config that can't be run; the message names file, line and field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,14 @@ class PipelineConfig:
   # model_config as a backbone, whatever its style (models/config/model_classes.py),
   # with implicit outputs made blocks: what the Keras builder reads. None without a model.
   model: object = None
+  # load_config's edits, in order: (path, value, fields set); `text` holds their result.
+  edits: Tuple[Tuple[str, str, int], ...] = ()
+
+  @property
+  def stem(self) -> str:
+    """The config file's name without folder, extension or the note of its edits."""
+    path = self.source.split(_EDITED, 1)[0]
+    return os.path.splitext(os.path.basename(path))[0]
 
   @property
   def column_types(self) -> Dict[str, ColumnType]:
@@ -117,9 +125,16 @@ _TRAINING_DATA_FIELDS = ("batch_size", "prefetch_size", "num_epochs", "shuffle",
 _MODEL_FEATURE_FIELDS = ("embedding_dim", "combiner")
 
 
-def load_config(path: str) -> PipelineConfig:
+# How an edited config's source reads: "configs/x.config (edited: train_config.num_steps)".
+_EDITED = " (edited: "
+
+
+def load_config(path: str, edits: Optional[Mapping[str, object]] = None) -> PipelineConfig:
   """The config file at `path`, parsed and checked (`parse_config`); ConfigError when
-  it can't be read, is not UTF-8 text, or doesn't check."""
+  it can't be read, is not UTF-8 text, or doesn't check. `edits`, EasyRec's
+  --edit_config_json as a dict (edit.apply_edits), are applied to the parsed file
+  before any check: every check runs on the edited config, and its `text`, what
+  components receive, is the edited config."""
   try:
     with open(path, encoding="utf-8") as f:
       text = f.read()
@@ -129,7 +144,19 @@ def load_config(path: str) -> PipelineConfig:
     line = e.object[:e.start].count(b"\n") + 1
     raise ConfigError(f"{path}:{line}: the config is not UTF-8 text ({e.reason} at byte "
                       f"{e.start})") from None
-  return parse_config(text, source=path)
+  if not edits:
+    return parse_config(text, source=path)
+  proto = _parse(text, path)
+  try:
+    applied = apply_edits(proto, edits)
+  except ConfigError as e:
+    raise ConfigError(f"{e} (editing {path})") from None
+  values = [value for _, value in edit_pairs(edits)]
+  # Checked as text, like any config: line numbers in errors are the edited text's.
+  config = parse_config(text_format.MessageToString(proto, as_utf8=True),
+                        source=f"{path}{_EDITED}{', '.join(p for p, _ in applied)})")
+  return dataclasses.replace(config, edits=tuple(
+      (path_, value, count) for (path_, count), value in zip(applied, values)))
 
 
 _UNKNOWN_FIELD = re.compile(r'^(\d+):(\d+) : Message type "[\w.]*\.(\w+)" has no field named '
