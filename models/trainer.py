@@ -34,6 +34,7 @@ from models import distribution, memory_input, warm_start
 from models.auc import BucketedAUC
 from models.autograph_rules import skip_tf_keras
 from models.backbone import build_model, model_features
+from models.binary_losses import TowerLoss
 from models.config import parse_config
 from models.layers.calibration import fit_shift
 from models.losses import l2_regularization_loss
@@ -242,9 +243,22 @@ def compile_model(model, config, training: TrainingConfig, total_steps=None):
     metrics[task.name] = [auc_metric(sets[0])]
   model.compile(
       optimizer=make_optimizer(config.proto.train_config, training.learning_rate, total_steps),
-      loss={t.name: tf.keras.losses.BinaryCrossentropy() for t in config.tasks},
-      loss_weights={t.name: t.classification_weight for t in config.tasks},
+      loss={t.name: task_loss(t) for t in config.tasks},
+      loss_weights={t.name: 1.0 if t.extra_losses else t.classification_weight
+                    for t in config.tasks},
       metrics=metrics)
+
+
+def task_loss(task) -> tf.keras.losses.Loss:
+  """A task's loss: binary cross-entropy (weighted by compile's loss_weights), or, for a
+  tower with EasyRec's other binary losses, a TowerLoss of every weighted term."""
+  if not task.extra_losses:
+    return tf.keras.losses.BinaryCrossentropy()
+  terms = [dict(loss_type=kind, weight=weight, loss_name=loss_name, params=dict(params))
+           for kind, weight, loss_name, params in task.extra_losses]
+  if task.classification_weight:
+    terms.insert(0, dict(loss_type="CLASSIFICATION", weight=task.classification_weight))
+  return TowerLoss(terms, tower=task.name, name=f"{task.name}_loss")
 
 
 # Under a strategy with several replicas, an embedding table of at most this

@@ -19,6 +19,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from google.protobuf import text_format
 
 from models.config import messages
+from models import loss_types
 from models.config.model_classes import as_backbone
 from models.config.edit import apply_edits, edit_pairs
 from models.config.errors import ConfigError
@@ -742,30 +743,6 @@ def _check_towers(model, arity, labels, shared, where) -> Tuple[Task, ...]:
   return tuple(tasks)
 
 
-# EasyRec's loss types a binary tower trains with besides CLASSIFICATION, with the Loss
-# field holding each one's parameters (models/binary_losses.py computes them).
-_EXTRA_LOSSES = {
-    "BINARY_CROSS_ENTROPY_LOSS": None, "BINARY_FOCAL_LOSS": "binary_focal_loss",
-    "F1_REWEIGHTED_LOSS": "f1_reweighted_loss", "PAIR_WISE_LOSS": "pairwise_loss",
-    "PAIRWISE_FOCAL_LOSS": "pairwise_focal_loss",
-    "PAIRWISE_LOGISTIC_LOSS": "pairwise_logistic_loss",
-    "PAIRWISE_HINGE_LOSS": "pairwise_hinge_loss",
-}
-# The others, and why a binary tower can't use them.
-_REFUSED_LOSSES = {
-    "L2_LOSS": "a regression loss", "SIGMOID_L2_LOSS": "a regression loss",
-    "ZILN_LOSS": "a regression (lifetime value) loss",
-    "JRC_LOSS": "needs two logits per tower (num_class 2) and a session",
-    "LISTWISE_RANK_LOSS": "needs a session_name field in every batch",
-    "LISTWISE_DISTILL_LOSS": "its labels are a teacher's rank positions, not 0/1",
-    "CROSS_ENTROPY_LOSS": "EasyRec's rank models refuse it too",
-    "SOFTMAX_CROSS_ENTROPY": "a multi-class loss",
-    "CIRCLE_LOSS": "a metric-learning loss", "MULTI_SIMILARITY_LOSS": "a metric-learning loss",
-    "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING": "a matching-model loss",
-    "KL_DIVERGENCE_LOSS": "a distillation loss",
-}
-
-
 def _refuse_task_space(tower, name, where):
   """EasyRec's per-example task-space weights, which this project doesn't apply."""
   for field in ("task_space_indicator_label", "task_space_indicator_name",
@@ -794,20 +771,20 @@ def _tower_losses(tower, name, where):
     if not math.isfinite(loss.weight) or loss.weight < 0:
       raise where.error("weight", f"tower '{name}': a loss weight must be a finite number "
                         f">= 0, got {loss.weight}")
-    if kind in _REFUSED_LOSSES:
+    if kind in loss_types.REFUSED:
       raise where.error("loss_type", f"tower '{name}': {kind} is not supported for a binary "
-                        f"task: {_REFUSED_LOSSES[kind]}", kind)
+                        f"task: {loss_types.REFUSED[kind]}", kind)
     if loss.learn_loss_weight:
       raise where.error("learn_loss_weight", f"tower '{name}': learned loss weights "
                         "(EasyRec's Uncertainty strategy) are not supported")
     params_field = loss.WhichOneof("loss_param")
-    if params_field and params_field != _EXTRA_LOSSES.get(kind):
+    if params_field and params_field != loss_types.PARAMS_FIELD.get(kind):
       raise where.error(params_field, f"tower '{name}': {params_field} sets the parameters "
                         f"of another loss type than {kind}")
     params = getattr(loss, params_field) if params_field else None
     if params is not None:
-      for field in ("session_name", "use_exponent"):
-        if field in params.DESCRIPTOR.fields_by_name and getattr(params, field):
+      for field in loss_types.REFUSED_PARAMS.get(kind, ()):
+        if getattr(params, field):
           raise where.error(field, f"tower '{name}': {kind}'s {field} is not supported "
                             "(pairs are taken over the whole batch)")
     if kind == "CLASSIFICATION":
@@ -817,8 +794,18 @@ def _tower_losses(tower, name, where):
     elif kind == "ORDER_CALIBRATE_LOSS":
       calibration += loss.weight
     else:
-      extra.append((kind, loss.weight, loss.loss_name or kind.lower(),
-                    tuple((f.name, v) for f, v in params.ListFields()) if params else ()))
+      extra.append((kind, loss.weight, loss.loss_name,
+                    tuple((f.name, v) for f, v in params.ListFields()
+                          if f.name not in loss_types.REFUSED_PARAMS.get(kind, ()))
+                    if params else ()))
+  names = [loss_types.loss_tensor_name(kind, loss_name, name)
+           for kind, _, loss_name, _ in extra]
+  if has_classification:
+    names.append(loss_types.loss_tensor_name("CLASSIFICATION", "", name))
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise where.error("losses", f"tower '{name}': two losses are both named {repeated} "
+                      "(EasyRec would keep only the last): give them distinct loss_name")
   if not has_classification and not extra:
     raise where.error("losses", f"tower '{name}' needs a loss besides ORDER_CALIBRATE_LOSS "
                       "(CLASSIFICATION or another binary loss)")
