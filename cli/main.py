@@ -1,5 +1,6 @@
-"""`aitm`: generate data, run the TFX pipeline locally, compare models, compile it for
-Kubeflow, serve the pushed model over TF Serving's gRPC API and query it."""
+"""`aitm`: generate data, check a config's model, run the TFX pipeline locally, compare
+models, compile it for Kubeflow, serve the pushed model over TF Serving's gRPC API and
+query it."""
 
 import os
 
@@ -16,13 +17,13 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
 
 import argparse  # noqa: E402
 
-from cli.commands import (compare, compile_kfp, generate_data, predict, report,  # noqa: E402
-                          rollback, run, schedule_kfp, serve)
+from cli.commands import (check, compare, compile_kfp, generate_data, predict,  # noqa: E402
+                          report, rollback, run, schedule_kfp, serve)
 from pipeline import configs  # noqa: E402
 
 # In the order `aitm --help` lists them.
-COMMANDS = (generate_data, run, compare, report, compile_kfp, schedule_kfp, rollback, serve,
-            predict)
+COMMANDS = (generate_data, check, run, compare, report, compile_kfp, schedule_kfp, rollback,
+            serve, predict)
 
 
 def _version() -> str:

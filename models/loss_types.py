@@ -121,7 +121,12 @@ def loss_tensor_name(loss_type: str, loss_name: str = "", tower: str = "") -> st
 
   Other types: `(loss_name or lowercase type) + "_<tower>"`. CLASSIFICATION and
   BINARY_CROSS_ENTROPY_LOSS: `loss_name` as given (no tower suffix), else
-  `cross_entropy_loss_<tower>`. Without `tower`, no suffix."""
+  `cross_entropy_loss_<tower>`. Without `tower`, no suffix. ORDER_CALIBRATE_LOSS:
+  `order_calibrate_loss` whatever the tower and loss_name (multi_task_model.py
+  `build_loss_graph` sums a tower's calibrations under that one key, which a later
+  tower's calibrations overwrite)."""
+  if loss_type == "ORDER_CALIBRATE_LOSS":
+    return "order_calibrate_loss"
   suffix = f"_{tower}" if tower else ""
   if loss_type in _CROSS_ENTROPY_TYPES:
     return loss_name if loss_name else "cross_entropy_loss" + suffix
