@@ -66,12 +66,14 @@ def _pick(value, input_slice):
 
 def _merge(name, items, block):
   """A block's inputs as its layer takes them: the list with merge_inputs_into_list,
-  one input as it is, else their concatenation."""
+  one input as it is, else their concatenation (named after a block without a layer,
+  whose output it is; else `<block>_inputs`)."""
   if block.merge_inputs_into_list:
     return items
   if len(items) == 1:
     return items[0]
-  return tf.keras.layers.Concatenate(axis=block.input_concat_axis, name=f"{name}_inputs")(items)
+  concat = name if block.WhichOneof("layer") is None else f"{name}_inputs"
+  return tf.keras.layers.Concatenate(axis=block.input_concat_axis, name=concat)(items)
 
 
 def build_model(config: PipelineConfig, embedding_rows: Dict[str, int]) -> tf.keras.Model:

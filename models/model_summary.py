@@ -208,7 +208,10 @@ def _blocks(config, group_shapes, layers):
     block = blocks[name]
     kind = block.WhichOneof("layer")
     used = [i for i in block.inputs if not i.ignore_input]
-    merged = layers.get(f"{name}_inputs")  # the Concatenate of several inputs
+    # The Concatenate of several inputs: named after a block without a layer (it is
+    # its output), else `<block>_inputs`.
+    merged = layers.get(f"{name}_inputs") if kind else (layers.get(name) if len(used) > 1
+                                                          else None)
     if kind in ("keras_layer", "input_layer"):
       layer = layers.get(name)
       shapes[name] = layer.output_shape

@@ -17,15 +17,15 @@ from models.features import Encoding
 from models.model_summary import embedding_rows, summary_lines
 from pipeline import configs
 
-REFERENCE = "/work/shared/reference"
-SAMPLES = os.path.join(REFERENCE, "easyrec_samples")
-AITM_SAMPLE = os.path.join(REFERENCE, "aitm_on_taobao.config")
-CONFIGS = (sorted(glob.glob(os.path.join(configs.PROJECT_DIR, "configs", "*.config")))
-           + [AITM_SAMPLE] + sorted(glob.glob(os.path.join(SAMPLES, "*.config"))))
+# Every shipped config; EasyRec's samples among them as configs/easyrec_<sample>.config.
+CONFIGS = sorted(glob.glob(os.path.join(configs.PROJECT_DIR, "configs", "*.config")))
 
 
 def _sample(name):
-  return os.path.join(SAMPLES, f"{name}.config")
+  return os.path.join(configs.PROJECT_DIR, "configs", f"easyrec_{name}.config")
+
+
+AITM_SAMPLE = _sample("aitm_on_taobao")
 
 
 def _check(capsys, *args):
@@ -79,8 +79,8 @@ def _batch_normed_dnn(inputs, units):
 
 
 def test_the_configs_are_all_there():
-  assert len(CONFIGS) == len(set(CONFIGS)) == 17
-  assert sum(path.startswith(REFERENCE) for path in CONFIGS) == 9
+  assert len(CONFIGS) == len(set(CONFIGS)) == 16
+  assert sum(os.path.basename(path).startswith("easyrec_") for path in CONFIGS) == 9
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

@@ -268,7 +268,7 @@ def test_a_binary_loss_besides_classification_is_a_named_term():
 # EasyRec's --edit_config_json, as a user shortens a sample for a quick run: 300 steps of
 # 256 rows instead of the samples' thousands of steps of 4,096.
 QUICK = {"train_config.num_steps": 300, "data_config.batch_size": 256}
-PIPELINE_ROWS, PIPELINE_SEED = 20_000, 23
+PIPELINE_ROWS, PIPELINE_SEED = 40_000, 23
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +285,12 @@ def compared(sample_data, tmp_path_factory):
   .. Transform run once and each model trains through the pipeline's Trainer and is
   evaluated by its Evaluator on the same split."""
   from report import compare
-  samples = [load_config(path, edits=QUICK) for path in SAMPLES]
+  # The AITM sample's constant learning rate, 1e-4, is set for millions of rows: 300
+  # steps at it learn nothing, so this quick run raises it (the others decay from 1e-3).
+  aitm_rate = {"train_config.optimizer_config[0].adam_optimizer.learning_rate."
+               "constant_learning_rate.learning_rate": 1e-3}
+  samples = [load_config(path, edits=dict(QUICK, **(aitm_rate if "aitm" in path else {})))
+             for path in SAMPLES]
   return compare.compare(samples, data_root=sample_data,
                          pipeline_root=str(tmp_path_factory.mktemp("samples_root")),
                          pipeline_name="easyrec-samples")
@@ -296,10 +301,13 @@ def test_every_sample_trains_above_chance_through_the_pipeline(compared):
   from report import compare
   assert [s.name for s in compared] == [
       os.path.basename(p)[:-len(".config")] for p in SAMPLES]
+  print(compare.table(compared))
   for score in compared:
     assert set(score.auc) == {"ctr", "cvr"}, score
-    # 300 steps on 16,000 train rows; a model that learnt nothing scores 0.5.
-    assert score.auc["ctr"] > 0.6 and score.auc["cvr"] > 0.6, score
+  # 300 steps on 32,000 train rows; a model that learnt nothing scores 0.5 (the eval
+  # split has about 50 purchases, so a cvr AUC is +-0.04).
+  low = [(s.name, s.auc) for s in compared if min(s.auc.values()) <= 0.6]
+  assert not low, low
   table = compare.table(compared).splitlines()
   assert len(table) == 2 + len(SAMPLES)
   assert all(f"| {os.path.basename(p)[:-len('.config')]} |" in "\n".join(table)

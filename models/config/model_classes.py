@@ -91,13 +91,13 @@ def _mmoe_block(model, name, expert_dnn, num_expert, num_task, block="", group="
   return name
 
 
-def _simple_multi_task(settings, model, where) -> None:
+def _simple_multi_task(settings, model, where, labels) -> None:
   _block(model, "bottom", group=ALL_GROUP)
   for tower in settings.task_towers:
     _copy_tower(tower, model.model_params.task_towers)
 
 
-def _mmoe(settings, model, where) -> None:
+def _mmoe(settings, model, where, labels) -> None:
   if settings.experts:
     raise where.error("experts", "MMoE's list of experts is deprecated in EasyRec and not "
                       "supported: give expert_dnn and num_expert")
@@ -110,7 +110,7 @@ def _mmoe(settings, model, where) -> None:
     _copy_tower(tower, model.model_params.task_towers)
 
 
-def _ple(settings, model, where) -> None:
+def _ple(settings, model, where, labels) -> None:
   if not settings.extraction_networks:
     raise where.error("ple", "PLE needs extraction_networks")
   item = _block(model, "ple", group=ALL_GROUP)
@@ -147,7 +147,7 @@ def _ple(settings, model, where) -> None:
     _copy_tower(tower, model.model_params.task_towers)
 
 
-def _dbmtl(settings, model, where) -> None:
+def _dbmtl(settings, model, where, labels) -> None:
   bottom = _dnn_block(model, "bottom_dnn", settings.bottom_dnn, group=ALL_GROUP)
   if settings.HasField("expert_dnn"):
     if settings.num_expert < 1:
@@ -162,7 +162,7 @@ def _dbmtl(settings, model, where) -> None:
     copy.relation_dnn.SetInParent()
 
 
-def _esmm(settings, model, where) -> None:
+def _esmm(settings, model, where, labels) -> None:
   for name in ("ctr_tower", "cvr_tower"):
     if not settings.HasField(name):
       raise where.error("esmm", f"ESMM needs {name}")
@@ -181,6 +181,11 @@ def _esmm(settings, model, where) -> None:
     _block(model, "bottom", group=ALL_GROUP)
   ctr = _copy_tower(settings.ctr_tower, model.model_params.task_towers)
   cvr = _copy_tower(settings.cvr_tower, model.model_params.task_towers)
+  # esmm.py lists its towers cvr, ctr: a tower without label_name takes label_fields[0]
+  # (cvr) or [1] (ctr) by that order, not by the funnel order the towers have here.
+  for tower, index in ((cvr, 0), (ctr, 1)):
+    if not tower.label_name and index < len(labels):
+      tower.label_name = labels[index]
   # esmm.py trains p_ctcvr = p_ctr x p_cvr against the impressions' labels and exports it
   # as probs_ctcvr; here that product is the cvr output, P(buy | impression), as in every
   # other model, so `aitm compare` lines them up.
@@ -193,11 +198,12 @@ _TRANSLATIONS: Dict[str, Callable] = {
 }
 
 
-def as_backbone(model, where):
+def as_backbone(model, where, labels=()):
   """The EasyRecModel `model` in the backbone style: itself when it is already, else a
   copy whose model-class message became backbone blocks and `model_params` towers
   (model_class "MultiTaskModel"; model_name kept, else the class's name).
-  `where`: the config's locator, for errors naming a field and its line."""
+  `where`: the config's locator, for errors naming a field and its line; `labels`:
+  data_config.label_fields, which towers without label_name take by position."""
   style = model.WhichOneof("model")
   expected = MODEL_CLASSES.get(model.model_class)
   if expected is None:
@@ -229,5 +235,5 @@ def as_backbone(model, where):
     raise where.error("feature_groups", f"'{style} {{ }}' reads the feature group "
                       f"'{ALL_GROUP}' (as EasyRec's {model.model_class} does); the config "
                       f"has {sorted(groups)}")
-  _TRANSLATIONS[style](settings, translated, where)
+  _TRANSLATIONS[style](settings, translated, where, labels)
   return translated

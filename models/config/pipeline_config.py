@@ -99,7 +99,7 @@ class PipelineConfig:
     """The config ExampleGen reads: data_config's columns and labels (parse_columns)."""
     data, subset = self.proto.data_config, messages.EasyRecConfig()
     subset.data_config.input_fields.extend(data.input_fields)
-    subset.data_config.label_fields.extend(data.label_fields)
+    subset.data_config.label_fields.extend(self.labels)
     subset.data_config.input_type, subset.data_config.separator = data.input_type, data.separator
     return text_format.MessageToString(subset)
 
@@ -109,6 +109,8 @@ class PipelineConfig:
     ExampleGen's and Transform's cached outputs. Parsed with require_model=False."""
     subset = messages.EasyRecConfig()
     subset.data_config.CopyFrom(self.proto.data_config)
+    subset.data_config.ClearField("label_fields")
+    subset.data_config.label_fields.extend(self.labels)
     for field in _TRAINING_DATA_FIELDS:
       subset.data_config.ClearField(field)
     for spec in _feature_protos(self.proto):
@@ -203,6 +205,9 @@ def parse_config(text: str, source: str = "<config>", require_model: bool = True
     if not proto.HasField("model_config"):
       raise ConfigError(f"{source}: model_config is missing")
     model, tasks = _check_model(proto.model_config, features, labels, where)
+    # The labels in funnel order, the towers' (ExampleGen checks each step against the
+    # one before it); EasyRec's ESMM sample lists buy before clk.
+    labels = tuple(dict.fromkeys([t.label for t in tasks] + list(labels)))
   _check_evaluation(proto, columns, labels, where)
   _check_training(proto, where)
   return PipelineConfig(text=text, source=source, proto=proto, columns=columns,
@@ -380,7 +385,7 @@ def _check_model(model, features, labels, where):
   if messages.ENUMS["LossWeightStrategy"][model.loss_weight_strategy] != "Fixed":
     raise where.error("loss_weight_strategy", "only Fixed loss weights are supported "
                       "(Uncertainty and Random are not)")
-  model = as_backbone(model, where)
+  model = as_backbone(model, where, labels)
   feature_names = {f.name for f in features}
   groups = {}
   if not model.feature_groups:
@@ -419,7 +424,7 @@ def _check_backbone(backbone, groups, where) -> Dict[str, int]:
       raise where.error("blocks", "a block has no name")
     # EasyRec's one exception: an input_layer block may carry its group's name.
     group_alias = (block.WhichOneof("layer") == "input_layer" and block.name in groups
-                   and [i.feature_group_name for i in block.inputs] == [block.name])
+                   and any(i.feature_group_name == block.name for i in block.inputs))
     if block.name in blocks or (block.name in groups and not group_alias):
       raise where.error("name", f"block name '{block.name}' is used twice (block or feature "
                         "group)", block.name)
