@@ -59,7 +59,9 @@ def _run(config, data_dir, out_dir, workers, range_bytes):
   counts = {}
   for split in ("train", "eval"):
     files = glob.glob(os.path.join(out_dir, f"Split-{split}", "*.gz"))
-    counts[split] = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    # Counted in batches: one Python step per record takes minutes at 10M rows.
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65_536)
+    counts[split] = int(records.reduce(0, lambda n, batch: n + tf.shape(batch)[0]))
   return seconds, peak, counts
 
 
