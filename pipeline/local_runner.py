@@ -198,14 +198,15 @@ def run_example_gen_executor(component, examples_uri: str, *,
                              ) -> Tuple[Any, Any]:
   """Runs an ExampleGen component's executor in this process, outside a pipeline: its
   Do() writes the splits under `examples_uri`, with the caller's argv kept from TFX's
-  flag parsing and TFX's ephemeral package built once, as in run_dag. Returns (the
-  executor, with its `counters`; the Examples artifact)."""
+  flag parsing, TFX's ephemeral package built once and library noise filtered, as in
+  run_dag. Returns (the executor, with its `counters`; the Examples artifact)."""
   from tfx.dsl.components.base import base_beam_executor
   from tfx.types import standard_artifacts, standard_component_specs
 
   examples = standard_artifacts.Examples()
   examples.uri = examples_uri
-  with tempfile.TemporaryDirectory() as tmp_dir, _own_argv_only(), one_tfx_package_per_run():
+  with tempfile.TemporaryDirectory() as tmp_dir, component_progress(), _own_argv_only(), \
+      one_tfx_package_per_run():
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_pipeline_args), tmp_dir=tmp_dir, unique_id="executor")
     executor = component.executor_spec.executor_class(context)
