@@ -409,7 +409,7 @@ def _finished_runs(work, args, configs):
       earlier = json.load(f)
   except (OSError, ValueError):
     return {}
-  names = {os.path.splitext(os.path.basename(c.source))[0] for c in configs}
+  names = {c.stem for c in configs}
   same = (earlier.get("train_rows"), earlier.get("test_rows"), earlier.get("repeat_share")) == (
       args.train_rows, args.test_rows, args.repeat_share)
   return {r["seed"]: r for r in earlier.get("runs", [])
@@ -428,6 +428,9 @@ def main():
                       help="share of a user's impressions on the user's own few ads "
                       "(datagen.taobao.Repeats; default: the generator's; 0: no repeats)")
   parser.add_argument("--configs", nargs="+", help="EasyRec configs (default: the model library)")
+  parser.add_argument("--edit-config-json", metavar="JSON",
+                      help="EasyRec's --edit_config_json, applied to every config, e.g. "
+                      "'{\"train_config.num_steps\": 2000}' for EasyRec's samples")
   parser.add_argument("--work", help="working directory (default: a new temporary one)")
   parser.add_argument("--no-lightgbm", action="store_true")
   parser.add_argument("--no-well-specified", action="store_true",
@@ -441,10 +444,12 @@ def main():
   if args.repeat_share is None:
     args.repeat_share = taobao.Repeats().share
   work = args.work or tempfile.mkdtemp(prefix="aitm-quality-")
-  configs = [load_config(p) for p in (args.configs or pipeline_configs.PEER_CONFIGS)]
+  from models.config.edit import parse_edit_json
+  edits = parse_edit_json(args.edit_config_json) if args.edit_config_json else None
+  configs = [load_config(p, edits) for p in (args.configs or pipeline_configs.PEER_CONFIGS)]
   tasks = [t.name for t in configs[0].tasks]
   # The model the others are measured against: the first config's (AITM's by default).
-  candidate = os.path.splitext(os.path.basename(configs[0].source))[0]
+  candidate = configs[0].stem
   runs = []
   done = _finished_runs(work, args, configs)
   for seed in args.seeds:

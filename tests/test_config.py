@@ -311,3 +311,13 @@ def test_bench_controls_are_their_peer_plus_the_affinity_block_and_share_its_tra
   peer_blocks = {b.name for b in peer.proto.model_config.backbone.blocks}
   assert blocks - peer_blocks == {"user_side", "ad_side", "affinity"}
   assert control.transform_text() == aitm.transform_text() == peer.transform_text()
+
+
+def test_a_checked_config_pickles_with_its_translated_model():
+  """Beam and TF Transform pickle what a function closes over, a checked config among
+  them: every message class it holds must be found by reference."""
+  import pickle
+  config = load_config(os.path.join(CONFIG_DIR, "easyrec_dbmtl_on_taobao.config"))
+  again = pickle.loads(pickle.dumps(config))
+  assert again.model == config.model and again.tasks == config.tasks
+  assert again.model.backbone.blocks[0].name == "bottom_dnn"

@@ -47,6 +47,24 @@ ENUMS = {
                              "MultiWorkerMirroredStrategy"],
 }
 
+# The fields EasyRec's TaskTower and BayesTaskTower share, in TaskTower's order.
+_TOWER_FIELDS = [
+    ("opt", "string", "tower_name"),
+    ("opt", "string", "label_name"),
+    ("rep", "EvalMetrics", "metrics_set"),
+    ("opt", "LossType", "loss_type", "CLASSIFICATION"),
+    ("opt", "uint32", "num_class", "1"),
+    ("opt", "DNN", "dnn"),
+    ("opt", "float", "weight", "1.0"),
+    ("opt", "string", "task_space_indicator_label"),
+    ("opt", "float", "in_task_space_weight", "1.0"),
+    ("opt", "float", "out_task_space_weight", "1.0"),
+    ("rep", "Loss", "losses"),
+    ("opt", "bool", "use_sample_weight", "true"),
+    ("opt", "string", "task_space_indicator_name"),
+    ("opt", "string", "task_space_indicator_value"),
+]
+
 # Messages: name -> fields (label, type, name[, default][, oneof=...]).
 # label: "opt", "rep"; type: a scalar above, an enum or a message name.
 MESSAGES = {
@@ -299,42 +317,14 @@ MESSAGES = {
         ("rep", "BayesTaskTower", "task_towers"),
         ("opt", "float", "l2_regularization", "0.0"),
     ],
-    # EasyRec's tower.proto TaskTower: the model-class messages' towers.
-    "TaskTower": [
-        ("opt", "string", "tower_name"),
-        ("opt", "string", "label_name"),
-        ("rep", "EvalMetrics", "metrics_set"),
-        ("opt", "LossType", "loss_type", "CLASSIFICATION"),
-        ("opt", "uint32", "num_class", "1"),
-        ("opt", "DNN", "dnn"),
-        ("opt", "float", "weight", "1.0"),
-        ("opt", "string", "task_space_indicator_label"),
-        ("opt", "float", "in_task_space_weight", "1.0"),
-        ("opt", "float", "out_task_space_weight", "1.0"),
-        ("rep", "Loss", "losses"),
-        ("opt", "bool", "use_sample_weight", "true"),
-        ("opt", "string", "task_space_indicator_name"),
-        ("opt", "string", "task_space_indicator_value"),
-    ],
-    # EasyRec's BayesTaskTower (DBMTL's and the backbone style's towers): a TaskTower
-    # that also sees its related towers' features through `relation_dnn`.
-    "BayesTaskTower": [
-        ("opt", "string", "tower_name"),
-        ("opt", "string", "label_name"),
-        ("rep", "EvalMetrics", "metrics_set"),
-        ("opt", "LossType", "loss_type", "CLASSIFICATION"),
-        ("opt", "uint32", "num_class", "1"),
-        ("opt", "DNN", "dnn"),
+    # EasyRec's tower.proto TaskTower (the model-class messages' towers) and
+    # BayesTaskTower (DBMTL's and the backbone style's): a TaskTower that also sees its
+    # related towers' features through `relation_dnn`.
+    "TaskTower": _TOWER_FIELDS,
+    "BayesTaskTower": _TOWER_FIELDS[:6] + [
         ("rep", "string", "relation_tower_names"),
         ("opt", "DNN", "relation_dnn"),
-        ("opt", "float", "weight", "1.0"),
-        ("opt", "string", "task_space_indicator_label"),
-        ("opt", "float", "in_task_space_weight", "1.0"),
-        ("opt", "float", "out_task_space_weight", "1.0"),
-        ("rep", "Loss", "losses"),
-        ("opt", "bool", "use_sample_weight", "true"),
-        ("opt", "string", "task_space_indicator_name"),
-        ("opt", "string", "task_space_indicator_value"),
+    ] + _TOWER_FIELDS[6:] + [
         # extension (ESMM): this head learns P(label | the named tower's event); the
         # tower's output is their product, P(label | impression), trained on all rows.
         ("opt", "string", "conditional_on"),
@@ -489,12 +479,19 @@ _POOL = descriptor_pool.DescriptorPool()
 _POOL.Add(_file_descriptor())
 
 
+# One factory, so a message has one class (a new factory makes new classes).
+_FACTORY = message_factory.MessageFactory(_POOL)
+
+
 def message_class(name: str):
   """The generated message class of one of MESSAGES, e.g. message_class('EasyRecConfig')."""
-  descriptor = _POOL.FindMessageTypeByName(f"{_PACKAGE}.{name}")
-  return message_factory.MessageFactory(_POOL).GetPrototype(descriptor)
+  return _FACTORY.GetPrototype(_POOL.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
 
 
+# Every message class is an attribute of this module, named as its message, so pickle
+# (Beam, TF Transform) finds it by reference: a checked config holds several.
+for _name in MESSAGES:
+  globals()[_name] = message_class(_name)
 EasyRecConfig = message_class("EasyRecConfig")
 
 
@@ -549,7 +546,8 @@ NOT_SUPPORTED = {
                        "bst", "seq_aug", "ppnet", "text_cnn", "highway", "overlap",
                        "dot_product", "attention", "multi_head_attention", "transformer",
                        "text_encoder", "gate", "cin")},
-    "Loss": {name: f"{name}'s loss is not one for a binary task tower" for name in (
+    "Loss": {name: f"{name} holds the settings of a loss type a binary task tower can't "
+             "train with" for name in (
         "softmax_loss", "circle_loss", "multi_simi_loss", "jrc_loss", "listwise_rank_loss",
         "listwise_distill_loss", "ziln_loss")},
 }

@@ -494,13 +494,11 @@ def _check_input_layer(block, groups, where) -> int:
   if len(block.inputs) != 1 or block.inputs[0].WhichOneof("name") != "feature_group_name":
     raise where.error("name", f"input_layer block '{block.name}' takes exactly one "
                       "feature_group_name input", block.name)
-  for field, reason in (("output_seq_and_normal_feature", "sequence features"),
-                        ("wide_output_dim", "WIDE features"),
-                        ("output_2d_tensor_and_feature_list", "a (tensor, list) pair output")):
+  for field, what in (("output_seq_and_normal_feature", "sequence features are"),
+                      ("wide_output_dim", "WIDE features are"),
+                      ("output_2d_tensor_and_feature_list", "a (tensor, list) pair output is")):
     if getattr(settings, field):
-      raise where.error(field, f"input_layer block '{block.name}': {reason} are not "
-                        "supported" if field != "output_2d_tensor_and_feature_list" else
-                        f"input_layer block '{block.name}': {reason} is not supported")
+      raise where.error(field, f"input_layer block '{block.name}': {what} not supported")
   if settings.do_batch_norm and settings.do_layer_norm:
     raise where.error("do_layer_norm", f"input_layer block '{block.name}': do_batch_norm and "
                       "do_layer_norm exclude each other (EasyRec refuses both)")
