@@ -21,6 +21,7 @@ parameters print as "?" and stay out of the totals.
 import textwrap
 from typing import Dict, List, Sequence
 
+from models.backbone import model_features
 from models.config import PipelineConfig, messages, topological_order
 from models.features import Encoding, Feature
 from models.loss_types import loss_tensor_name
@@ -116,7 +117,7 @@ def summary_lines(config: PipelineConfig, model) -> List[str]:
   for name in model.input_names:
     layers.get(name)
   lines = _header(config, model)
-  unknown = [f for f in _model_features(config) if f.encoding is Encoding.VOCABULARY]
+  unknown = [f for f in model_features(config) if f.encoding is Encoding.VOCABULARY]
   embedding = layers.get("features")
   lines += [""] + _embeddings(config, embedding)
   group_shapes = _group_shapes(config, embedding)
@@ -131,11 +132,6 @@ def summary_lines(config: PipelineConfig, model) -> List[str]:
   return lines
 
 
-def _model_features(config) -> List[Feature]:
-  used = {n for g in config.model.feature_groups for n in g.feature_names}
-  return [f for f in config.features if f.name in used]
-
-
 def _header(config, model) -> List[str]:
   written = config.proto.model_config
   style = written.WhichOneof("model")
@@ -148,7 +144,7 @@ def _header(config, model) -> List[str]:
 
 def _embeddings(config, layer) -> List[str]:
   rows = []
-  for f in _model_features(config):
+  for f in model_features(config):
     if f.encoding is Encoding.RAW:
       rows.append((f.name, f.encoding.value, "-", "-", 0))
       continue
