@@ -163,7 +163,11 @@ def _kill_aitm_run_during_trainer(argv, log, timeout=900):
   import subprocess
   import sys
   import time
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+  # A killed run can't delete its temporary files (TFX's 49 MB package of the project
+  # among them): they go to a directory beside the log, which pytest's tmp_path cleans.
+  tmp_dir = os.path.join(os.path.dirname(log), "killed-run-tmp")
+  os.makedirs(tmp_dir, exist_ok=True)
+  env = dict(os.environ, TMPDIR=tmp_dir, PYTHONPATH=os.pathsep.join(
       [PROJECT_DIR] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
   with open(log, "w+") as out:
     process = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=PROJECT_DIR,
