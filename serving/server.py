@@ -24,6 +24,8 @@ client written against it works unchanged against TF Serving.
   `max_concurrent_rpcs` requests are served at once, the rest get
   RESOURCE_EXHAUSTED; a request whose deadline has passed is not computed
   (DEADLINE_EXCEEDED).
+* Monitoring: Prometheus metrics (serving.metrics, over HTTP with `monitoring_port`) and
+  the standard gRPC health service (serving.health) on the gRPC port.
 """
 
 import concurrent.futures
@@ -40,6 +42,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from serving import defaults
+from serving.health import ModelHealth
+from serving.metrics import METRICS_PATH, ServingMetrics
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
                                     read_model_config_file, snapshot)
 
@@ -195,6 +199,10 @@ class ModelRegistry:
       self._config_mtime = os.path.getmtime(config_file)
       sources = read_model_config_file(config_file)
     self._models = {s.name: ServedModel(s, log) for s in sources}
+
+  def models(self) -> Dict[str, ServedModel]:
+    """The served models by name, a copy."""
+    return dict(self._models)
 
   def get(self, name: str) -> ServedModel:
     """The served model `name`; RequestError NOT_FOUND when there is none."""
@@ -356,9 +364,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """TF Serving's PredictionService over the registry's loaded versions."""
 
   def __init__(self, registry: ModelRegistry,
-               max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE):
+               max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE,
+               metrics: Optional[ServingMetrics] = None):
     self.registry = registry
     self.max_batch_size = max_batch_size
+    self.metrics = metrics
 
   def Predict(self, request, context):
     """Runs the signature the ModelSpec names (default `serving_default`) on the
@@ -379,7 +389,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                            f"signature def (has {sorted(servable.signatures)})")
       tensors = _tensor_inputs(request, function, signature_name, self.max_batch_size)
       _check_deadline(context)
+      started = time.perf_counter()
       outputs = _run_signature(function, tensors, signature_name)
+      if self.metrics is not None:
+        self.metrics.record_runtime(request.model_spec.name, servable.version, signature_name,
+                                    time.perf_counter() - started)
       names = list(request.output_filter) or sorted(outputs)
       unknown = sorted(set(names) - set(outputs))
       if unknown:
@@ -485,7 +499,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class LocalModelServer:
-  """PredictionService and ModelService on one port, plus the file-system poller.
+  """PredictionService, ModelService and the gRPC health service on one port, the
+  file-system poller, and Prometheus metrics over HTTP on `monitoring_port` (if given).
 
       server = LocalModelServer([ModelSource("aitm", "runs/serving/aitm")], port=0)
       # or LocalModelServer(config_file="kubeflow/serving/models.config")
@@ -499,7 +514,8 @@ class LocalModelServer:
                poll_wait_seconds: float = defaults.POLL_WAIT_SECONDS,
                config_file: Optional[str] = None,
                max_workers: int = 16, max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE,
-               max_concurrent_rpcs: int = defaults.DEFAULT_MAX_CONCURRENT_RPCS, log=print):
+               max_concurrent_rpcs: int = defaults.DEFAULT_MAX_CONCURRENT_RPCS,
+               monitoring_port: Optional[int] = None, log=print):
     if poll_wait_seconds <= 0:
       raise ValueError("poll_wait_seconds must be positive")
     if max_batch_size < 1 or max_concurrent_rpcs < 1 or max_workers < 1:
@@ -514,6 +530,8 @@ class LocalModelServer:
     self._poller = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
     self._server = None
     self.port, self.address = None, None
+    self.metrics, self.health = ServingMetrics(self.registry.models), ModelHealth()
+    self._monitoring_port, self.monitoring_port = monitoring_port, None
 
   def start(self) -> int:
     """Loads the first versions, then listens (as TF Serving does: until then a
@@ -523,30 +541,47 @@ class LocalModelServer:
     self.registry.poll()
     time.sleep(min(0.5, self.poll_wait_seconds))
     self.registry.poll()
+    self.health.update(self.registry.models())
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self._max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20),
                                   ("grpc.max_send_message_length", 64 << 20)],
-                         maximum_concurrent_rpcs=self.max_concurrent_rpcs)
+                         maximum_concurrent_rpcs=self.max_concurrent_rpcs,
+                         interceptors=[self.metrics.interceptor()])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.registry, self.max_batch_size), server)
+        PredictionService(self.registry, self.max_batch_size, self.metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(self.registry), server)
+    self.health.add_to_server(server)
+    # The metrics' port first: an unstarted gRPC server holds its port until collected.
+    if self._monitoring_port is not None:
+      try:
+        self.monitoring_port = self.metrics.serve(self._monitoring_port, self._host)
+      except OSError as e:
+        raise OSError(f"cannot serve metrics on {self._host}:{self._monitoring_port}: "
+                      f"{e}") from e
     try:
       port = server.add_insecure_port(f"{self._host}:{self._port}")
     except RuntimeError as e:   # grpc raises when the address is taken
+      self.metrics.stop()
       raise OSError(f"cannot listen on {self._host}:{self._port}: {e}") from e
     if not port:
+      self.metrics.stop()
       raise OSError(f"cannot listen on {self._host}:{self._port}")
     self._server, self.port, self.address = server, port, f"{self._host}:{port}"
     server.start()
     self._poller.start()
-    self._log(f"[serve] gRPC PredictionService and ModelService on {self.address}")
+    self._log(f"[serve] gRPC PredictionService, ModelService and grpc.health.v1 on "
+              f"{self.address}")
+    if self.monitoring_port is not None:
+      self._log(f"[serve] Prometheus metrics on "
+                f"http://{self._host}:{self.monitoring_port}{METRICS_PATH}")
     return self.port
 
   def _poll_loop(self):
     while not self._stop.wait(self.poll_wait_seconds):
       try:
         self.registry.poll()
+        self.health.update(self.registry.models())
       except Exception as e:  # noqa: BLE001 - the poller must outlive any one poll
         self._log(f"[serve] poll failed, retried in {self.poll_wait_seconds:g}s: "
                   f"{type(e).__name__}: {e}")
@@ -554,8 +589,10 @@ class LocalModelServer:
   def stop(self, grace: float = 1.0):
     """Stops the poller and the gRPC server, giving requests in flight `grace` seconds."""
     self._stop.set()
+    self.health.shut_down()
     if self._server is not None:
       self._server.stop(grace).wait()
+    self.metrics.stop()
 
   def wait(self):
     """Blocks until the gRPC server has stopped."""

@@ -10,10 +10,11 @@ import subprocess
 
 import pytest
 import yaml
-from google.protobuf import text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from pipeline import configs
+from serving import health
 
 SERVING_DIR = os.path.join(configs.PROJECT_DIR, "kubeflow", "serving")
 LOCK_PATH = os.path.join(configs.PROJECT_DIR, "requirements.lock")
@@ -115,6 +116,41 @@ def _config_map_generator():
 def _models_config():
   with open(os.path.join(SERVING_DIR, "models.config")) as f:
     return text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+
+
+def _monitoring_config_message():
+  """TF Serving's MonitoringConfig: from tensorflow_serving's config protos when they are
+  importable; tensorflow-serving-api 2.16.1 ships no monitoring_config_pb2, so otherwise
+  from its definition in tensorflow_serving/config/monitoring_config.proto (2.16.1), as a
+  descriptor in a pool of its own: the same fields, numbers and types, for text_format's
+  strict parse."""
+  try:
+    from tensorflow_serving.config import monitoring_config_pb2
+    return monitoring_config_pb2.MonitoringConfig()
+  except ImportError:
+    pass
+  field = descriptor_pb2.FieldDescriptorProto
+  proto = descriptor_pb2.FileDescriptorProto(
+      name="tensorflow_serving/config/monitoring_config.proto",
+      package="tensorflow.serving", syntax="proto3")
+  prometheus = proto.message_type.add(name="PrometheusConfig")
+  prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL,
+                       label=field.LABEL_OPTIONAL)
+  prometheus.field.add(name="path", number=2, type=field.TYPE_STRING,
+                       label=field.LABEL_OPTIONAL)
+  monitoring = proto.message_type.add(name="MonitoringConfig")
+  monitoring.field.add(name="prometheus_config", number=1, type=field.TYPE_MESSAGE,
+                       type_name=".tensorflow.serving.PrometheusConfig",
+                       label=field.LABEL_OPTIONAL)
+  pool = descriptor_pool.DescriptorPool()
+  pool.Add(proto)
+  return message_factory.MessageFactory(pool).GetPrototype(
+      pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))()
+
+
+def _monitoring_config():
+  with open(os.path.join(SERVING_DIR, "monitoring.config")) as f:
+    return text_format.Parse(f.read(), _monitoring_config_message())
 
 
 def _parse_text_proto(text):
@@ -227,7 +263,7 @@ def test_args_are_tf_serving_flags_and_match_the_ports():
 def test_config_files_come_from_the_generated_config_map():
   flags = _flags()
   generator = _config_map_generator()
-  assert sorted(generator["files"]) == ["batching.config", "models.config"]
+  assert sorted(generator["files"]) == ["batching.config", "models.config", "monitoring.config"]
   mounts = {m["name"]: m for m in _container()["volumeMounts"]}
   config_volumes = [name for name, mount in mounts.items()
                     if "configMap" in _volume(name)]
@@ -241,7 +277,8 @@ def test_config_files_come_from_the_generated_config_map():
   # A subPath mount would never see ConfigMap updates.
   assert "subPath" not in mounts[config_volumes[0]]
   for flag, file in (("model_config_file", "models.config"),
-                     ("batching_parameters_file", "batching.config")):
+                     ("batching_parameters_file", "batching.config"),
+                     ("monitoring_config_file", "monitoring.config")):
     assert flags[flag] == os.path.join(mount_path, file), (flag, flags[flag])
   assert int(flags["model_config_file_poll_wait_seconds"]) > 0
 
@@ -300,12 +337,47 @@ def test_text_proto_parser_rejects_what_tf_serving_would():
       _parse_text_proto(bad)
 
 
-def test_probes_ask_for_the_model_on_its_ports():
-  container = _container()
-  readiness = container["readinessProbe"]["httpGet"]
-  assert readiness["path"] == f"/v1/models/{configs.MODEL_NAME}"
-  assert _port(readiness["port"]) == 8501
-  assert _port(container["livenessProbe"]["tcpSocket"]["port"]) == 8500
+def test_probes_ask_tf_servings_grpc_health_service():
+  container, flags = _container(), _flags()
+  # Off by default in tensorflow_model_server: without it every probe would fail.
+  assert flags["enable_grpc_healthcheck_service"] == "true"
+  for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+    probe = container[kind]
+    assert set(probe) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, kind
+    # Kubernetes' GRPCAction takes a port number, not a container port's name.
+    port = probe["grpc"]["port"]
+    assert isinstance(port, int) and port == _port("grpc") == int(flags["port"]), kind
+    # A service TF Serving's health service answers SERVING (an unknown one is
+    # NOT_FOUND, and the pod would never be ready); `aitm serve` answers the same names.
+    assert probe["grpc"].get("service", health.OVERALL) in (
+        (health.OVERALL,) + health.TF_SERVING_SERVICES), kind
+    assert probe["periodSeconds"] > 0 and probe["failureThreshold"] > 0, kind
+  # The startup probe waits for the first push on an empty volume (minutes).
+  startup = container["startupProbe"]
+  assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+def test_monitoring_config_is_tf_servings_and_the_annotations_point_at_it():
+  config = _monitoring_config()
+  assert config.prometheus_config.enable is True
+  path = config.prometheus_config.path
+  assert path.startswith("/") and path != "/"
+  # TF Serving serves the metrics on its REST port only.
+  flags = _flags()
+  assert int(flags["rest_api_port"]) == _port("http")
+  annotations = _deployment()["spec"]["template"]["metadata"]["annotations"]
+  scrape = {key: value for key, value in annotations.items() if key.startswith("prometheus.io/")}
+  # Annotation values must be strings, or the API server refuses the Deployment.
+  assert all(isinstance(value, str) for value in scrape.values()), scrape
+  assert scrape == {"prometheus.io/scrape": "true", "prometheus.io/port": str(_port("http")),
+                    "prometheus.io/path": path}
+
+
+def test_the_monitoring_config_check_refuses_what_tf_serving_would():
+  for bad in ("prometheus_config { enabled: true }", "prometheus_config { enable: 1.5 }",
+              "prometheus { enable: true }", 'prometheus_config { path: 3 }'):
+    with pytest.raises(text_format.ParseError):
+      text_format.Parse(bad, _monitoring_config_message())
 
 
 def test_resources_bound_the_server_threads():

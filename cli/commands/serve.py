@@ -38,6 +38,10 @@ def add_parser(subparsers):
                       default=defaults.DEFAULT_MAX_CONCURRENT_RPCS,
                       help="requests served at once; more get RESOURCE_EXHAUSTED "
                       "(default %(default)s)")
+  parser.add_argument("--monitoring-port", type=int,
+                      help="serve Prometheus metrics over HTTP on this port (0: any free "
+                      "port), as TF Serving does on its REST port with "
+                      "--monitoring_config_file; off unless given")
   return parser
 
 
@@ -71,7 +75,8 @@ def run(args):
                               poll_wait_seconds=args.file_system_poll_wait_seconds,
                               config_file=args.model_config_file,
                               max_batch_size=args.max_batch_size,
-                              max_concurrent_rpcs=args.max_concurrent_rpcs)
+                              max_concurrent_rpcs=args.max_concurrent_rpcs,
+                              monitoring_port=args.monitoring_port)
     server.start()
   except (OSError, ValueError) as e:
     sys.exit(f"error: {e}")
