@@ -42,6 +42,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from serving import defaults
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
                                     read_model_config_file, snapshot)
+from serving.rest_api import RestApiServer
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 DEFAULT_SIGNATURE = defaults.EXAMPLES_SIGNATURE
@@ -473,6 +474,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     for version in wanted:
       state, error = states[version]
       status = response.model_version_status.add(version=version, state=state)
+      status.status.SetInParent()   # as TF Serving: error_code OK when there is no error
       if error:
         status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
         status.status.error_message = error
@@ -485,7 +487,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class LocalModelServer:
-  """PredictionService and ModelService on one port, plus the file-system poller.
+  """PredictionService and ModelService on one port, plus the file-system poller; with
+  `rest_port`, TF Serving's REST API over the same services on another
+  (serving.rest_api).
 
       server = LocalModelServer([ModelSource("aitm", "runs/serving/aitm")], port=0)
       # or LocalModelServer(config_file="kubeflow/serving/models.config")
@@ -499,7 +503,8 @@ class LocalModelServer:
                poll_wait_seconds: float = defaults.POLL_WAIT_SECONDS,
                config_file: Optional[str] = None,
                max_workers: int = 16, max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE,
-               max_concurrent_rpcs: int = defaults.DEFAULT_MAX_CONCURRENT_RPCS, log=print):
+               max_concurrent_rpcs: int = defaults.DEFAULT_MAX_CONCURRENT_RPCS, log=print,
+               rest_port: Optional[int] = None):
     if poll_wait_seconds <= 0:
       raise ValueError("poll_wait_seconds must be positive")
     if max_batch_size < 1 or max_concurrent_rpcs < 1 or max_workers < 1:
@@ -514,6 +519,7 @@ class LocalModelServer:
     self._poller = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
     self._server = None
     self.port, self.address = None, None
+    self._rest_port, self.rest = rest_port, None   # rest: the RestApiServer, once started
 
   def start(self) -> int:
     """Loads the first versions, then listens (as TF Serving does: until then a
@@ -523,24 +529,33 @@ class LocalModelServer:
     self.registry.poll()
     time.sleep(min(0.5, self.poll_wait_seconds))
     self.registry.poll()
+    predictions = PredictionService(self.registry, self.max_batch_size)
+    models = ModelService(self.registry)
+    if self._rest_port is not None:   # bound first: it can be closed again if gRPC can't bind
+      self.rest = RestApiServer(predictions, models, self._host, self._rest_port,
+                                self.max_concurrent_rpcs, self._log)
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self._max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20),
                                   ("grpc.max_send_message_length", 64 << 20)],
                          maximum_concurrent_rpcs=self.max_concurrent_rpcs)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.registry, self.max_batch_size), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(self.registry), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
     try:
       port = server.add_insecure_port(f"{self._host}:{self._port}")
-    except RuntimeError as e:   # grpc raises when the address is taken
-      raise OSError(f"cannot listen on {self._host}:{self._port}: {e}") from e
+    except RuntimeError:   # grpc raises when the address is taken
+      port = 0
     if not port:
+      if self.rest is not None:
+        self.rest.stop()   # nothing is left half-started
+        self.rest = None
       raise OSError(f"cannot listen on {self._host}:{self._port}")
     self._server, self.port, self.address = server, port, f"{self._host}:{port}"
     server.start()
     self._poller.start()
     self._log(f"[serve] gRPC PredictionService and ModelService on {self.address}")
+    if self.rest is not None:
+      self.rest.start()
+      self._log(f"[serve] TF Serving's REST API on {self.rest.url}")
     return self.port
 
   def _poll_loop(self):
@@ -552,8 +567,11 @@ class LocalModelServer:
                   f"{type(e).__name__}: {e}")
 
   def stop(self, grace: float = 1.0):
-    """Stops the poller and the gRPC server, giving requests in flight `grace` seconds."""
+    """Stops the poller, the REST API and the gRPC server, giving gRPC requests in flight
+    `grace` seconds."""
     self._stop.set()
+    if self.rest is not None:
+      self.rest.stop()
     if self._server is not None:
       self._server.stop(grace).wait()
 
