@@ -40,6 +40,7 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 # model_name of requests for a model that is not served.
 UNKNOWN_MODEL = "_unknown"
 GRPC_ENTRYPOINT = "GRPC"
+REST_ENTRYPOINT = "REST"   # serving.rest_api's requests, as TF Serving labels them
 # Seconds, 1 ms to 1 min: the local server's Python request path costs milliseconds.
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
                    10.0, 30.0, 60.0, float("inf"))

@@ -46,6 +46,7 @@ from serving.health import ModelHealth
 from serving.metrics import METRICS_PATH, ServingMetrics
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
                                     read_model_config_file, snapshot)
+from serving.rest_api import RestApiServer
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 DEFAULT_SIGNATURE = defaults.EXAMPLES_SIGNATURE
@@ -487,6 +488,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     for version in wanted:
       state, error = states[version]
       status = response.model_version_status.add(version=version, state=state)
+      status.status.SetInParent()   # as TF Serving: error_code OK when there is no error
       if error:
         status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
         status.status.error_message = error
@@ -500,7 +502,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 class LocalModelServer:
   """PredictionService, ModelService and the gRPC health service on one port, the
-  file-system poller, and Prometheus metrics over HTTP on `monitoring_port` (if given).
+  file-system poller; with `rest_port`, TF Serving's REST API over the same services on
+  another (serving.rest_api); with `monitoring_port`, Prometheus metrics over HTTP.
 
       server = LocalModelServer([ModelSource("aitm", "runs/serving/aitm")], port=0)
       # or LocalModelServer(config_file="kubeflow/serving/models.config")
@@ -515,7 +518,8 @@ class LocalModelServer:
                config_file: Optional[str] = None,
                max_workers: int = 16, max_batch_size: int = defaults.DEFAULT_MAX_BATCH_SIZE,
                max_concurrent_rpcs: int = defaults.DEFAULT_MAX_CONCURRENT_RPCS,
-               monitoring_port: Optional[int] = None, log=print):
+               monitoring_port: Optional[int] = None, log=print,
+               rest_port: Optional[int] = None):
     if poll_wait_seconds <= 0:
       raise ValueError("poll_wait_seconds must be positive")
     if max_batch_size < 1 or max_concurrent_rpcs < 1 or max_workers < 1:
@@ -532,6 +536,7 @@ class LocalModelServer:
     self.port, self.address = None, None
     self.metrics, self.health = ServingMetrics(self.registry.models), ModelHealth()
     self._monitoring_port, self.monitoring_port = monitoring_port, None
+    self._rest_port, self.rest = rest_port, None   # rest: the RestApiServer, once started
 
   def start(self) -> int:
     """Loads the first versions, then listens (as TF Serving does: until then a
@@ -542,30 +547,40 @@ class LocalModelServer:
     time.sleep(min(0.5, self.poll_wait_seconds))
     self.registry.poll()
     self.health.update(self.registry.models())
+    predictions = PredictionService(self.registry, self.max_batch_size, self.metrics)
+    models = ModelService(self.registry)
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self._max_workers),
                          options=[("grpc.max_receive_message_length", 64 << 20),
                                   ("grpc.max_send_message_length", 64 << 20)],
                          maximum_concurrent_rpcs=self.max_concurrent_rpcs,
                          interceptors=[self.metrics.interceptor()])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.registry, self.max_batch_size, self.metrics), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(self.registry), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
     self.health.add_to_server(server)
-    # The metrics' port first: an unstarted gRPC server holds its port until collected.
+    # The HTTP ports first: they can be closed again if gRPC can't bind, while an
+    # unstarted gRPC server holds its port until collected.
     if self._monitoring_port is not None:
       try:
         self.monitoring_port = self.metrics.serve(self._monitoring_port, self._host)
       except OSError as e:
         raise OSError(f"cannot serve metrics on {self._host}:{self._monitoring_port}: "
                       f"{e}") from e
+    if self._rest_port is not None:
+      try:
+        self.rest = RestApiServer(predictions, models, self._host, self._rest_port,
+                                  self.max_concurrent_rpcs, self._log, self.metrics)
+      except OSError:
+        self.metrics.stop()
+        raise
     try:
       port = server.add_insecure_port(f"{self._host}:{self._port}")
-    except RuntimeError as e:   # grpc raises when the address is taken
-      self.metrics.stop()
-      raise OSError(f"cannot listen on {self._host}:{self._port}: {e}") from e
+    except RuntimeError:   # grpc raises when the address is taken
+      port = 0
     if not port:
       self.metrics.stop()
+      if self.rest is not None:
+        self.rest.stop()   # nothing is left half-started
+        self.rest = None
       raise OSError(f"cannot listen on {self._host}:{self._port}")
     self._server, self.port, self.address = server, port, f"{self._host}:{port}"
     server.start()
@@ -575,6 +590,9 @@ class LocalModelServer:
     if self.monitoring_port is not None:
       self._log(f"[serve] Prometheus metrics on "
                 f"http://{self._host}:{self.monitoring_port}{METRICS_PATH}")
+    if self.rest is not None:
+      self.rest.start()
+      self._log(f"[serve] TF Serving's REST API on {self.rest.url}")
     return self.port
 
   def _poll_loop(self):
@@ -587,9 +605,12 @@ class LocalModelServer:
                   f"{type(e).__name__}: {e}")
 
   def stop(self, grace: float = 1.0):
-    """Stops the poller and the gRPC server, giving requests in flight `grace` seconds."""
+    """Stops the poller, the REST API and the gRPC server, giving gRPC requests in flight
+    `grace` seconds."""
     self._stop.set()
     self.health.shut_down()
+    if self.rest is not None:
+      self.rest.stop()
     if self._server is not None:
       self._server.stop(grace).wait()
     self.metrics.stop()

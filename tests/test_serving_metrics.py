@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import grpc
@@ -194,6 +195,47 @@ def test_scrape_counts_requests_by_status_and_latencies_by_version_and_signature
     channel.close()
     server.stop()
     other.stop()
+
+
+def test_rest_requests_are_counted_under_the_rest_entrypoint(tiny_model_base):
+  """The REST API calls the gRPC servicers directly, past the interceptor: it counts its
+  own requests, under TF Serving's REST entrypoint label."""
+  import json
+  server = _serve(tiny_model_base, monitoring_port=0, rest_port=0)
+
+  def post(path, body):
+    request = urllib.request.Request(server.rest.url + path, data=json.dumps(body).encode(),
+                                     method="POST")
+    try:
+      with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+    except urllib.error.HTTPError as e:
+      return e.code
+
+  try:
+    instances = {"signature_name": "serving_raw",
+                 "instances": [{"pid": "a", "price": 1, "score": 0.5}]}
+    assert post(f"/v1/models/{MODEL}:predict", instances) == 200
+    assert post(f"/v1/models/{MODEL}:predict", instances) == 200
+    assert post(f"/v1/models/{MODEL}/versions/9:predict", instances) == 404
+    assert post(f"/v1/models/{MODEL}:predict", {"instances": [{"nope": 1}]}) == 400
+    with urllib.request.urlopen(f"{server.rest.url}/v1/models/{MODEL}/metadata",
+                                timeout=30) as response:
+      assert response.status == 200
+    samples = _scrape(server)
+    count = "aitm_serving_request_count_total"
+    rest_predict = dict(model_name=MODEL, api="Predict", entrypoint="REST")
+    assert _value(samples, count, **rest_predict, status="OK") == 2
+    assert _value(samples, count, **rest_predict, status="NOT_FOUND") == 1
+    assert _value(samples, count, **rest_predict, status="INVALID_ARGUMENT") == 1
+    assert _value(samples, count, model_name=MODEL, api="GetModelMetadata", entrypoint="REST",
+                  status="OK") == 1
+    assert _value(samples, "aitm_serving_request_latency_seconds_count", **rest_predict,
+                  version="1", signature="serving_raw") == 2
+    # Nothing was counted twice as a gRPC request.
+    assert not any(dict(labels).get("entrypoint") == "GRPC" for _, labels in samples)
+  finally:
+    server.stop()
 
 
 def test_versions_by_state_follow_loads_unloads_and_failures(tiny_model_base, tmp_path):

@@ -1,5 +1,7 @@
-"""`aitm serve`: pushed SavedModels over TF Serving's gRPC API (serving/server.py)."""
+"""`aitm serve`: pushed SavedModels over TF Serving's gRPC API (serving/server.py) and,
+with --rest-port, its REST API (serving/rest_api.py)."""
 
+import argparse
 import os
 import sys
 
@@ -9,10 +11,19 @@ from serving import defaults
 LOADS_TENSORFLOW = True
 
 
+def _port(text: str) -> int:
+  """argparse type: a TCP port number, 0 (any free port) to 65535."""
+  value = int(text)
+  if not 0 <= value <= 65535:
+    raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {value}")
+  return value
+
+
 def add_parser(subparsers):
   """Adds `serve` and its flags to `subparsers`; returns its parser."""
   parser = subparsers.add_parser("serve", help="serve pushed SavedModels over TF Serving's "
-                                 "gRPC API (a local stand-in for tensorflow/serving)")
+                                 "gRPC API, and its REST API with --rest-port (a local "
+                                 "stand-in for tensorflow/serving)")
   parser.add_argument("--model-base-path", help="the Pusher's <serving-dir>/<model-name>: "
                       "numeric version directories")
   common_flags.add_model_name(parser)
@@ -20,6 +31,10 @@ def add_parser(subparsers):
                       "proto), e.g. kubeflow/serving/models.config; re-read when it changes")
   parser.add_argument("--port", type=int, default=defaults.PORT,
                       help="gRPC port (0: any free port; default %(default)s)")
+  parser.add_argument("--rest-port", type=_port, default=None,
+                      help="also serve TF Serving's REST API on this port (its "
+                      "--rest_api_port; TF Serving's image uses 8501; 0: any free port; "
+                      "default: no REST API)")
   parser.add_argument("--host", default=defaults.HOST,
                       help="address to listen on (default %(default)s)")
   parser.add_argument("--num-versions", type=common_flags.positive_int,
@@ -76,7 +91,8 @@ def run(args):
                               config_file=args.model_config_file,
                               max_batch_size=args.max_batch_size,
                               max_concurrent_rpcs=args.max_concurrent_rpcs,
-                              monitoring_port=args.monitoring_port)
+                              monitoring_port=args.monitoring_port,
+                              rest_port=args.rest_port)
     server.start()
   except (OSError, ValueError) as e:
     sys.exit(f"error: {e}")
