@@ -13,7 +13,8 @@ resolver) the new model starts from its weights when the architecture matches,
 and from a fresh initialisation, saying why, when it does not
 (models/warm_start.py); either way the training schedule is the same. Every
 export leaves the weights and vocabularies a later warm start needs in
-`<model artifact>/warm_start/`.
+`<model artifact>/warm_start/`, and carries TF Serving's warmup requests, built
+from the raw eval rows (models/warmup_requests.py).
 """
 
 import dataclasses
@@ -30,7 +31,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from models import distribution, memory_input, warm_start
+from models import distribution, memory_input, warm_start, warmup_requests
 from models.auc import BucketedAUC
 from models.autograph_rules import skip_tf_keras
 from models.backbone import build_model, model_features
@@ -601,11 +602,33 @@ def _export(run: _Run, model: tf.keras.Model, fn_args: FnArgs) -> Dict[str, Dict
         "shift): " + ", ".join(
             f"{task} {c['mean_prediction']:.4f} -> {c['label_rate']:.4f} "
             f"({c['shift']:+.3f})" for task, c in calibration.items()), flush=True)
-  export.save(fn_args.serving_model_dir, save_format="tf",
-              signatures=make_signatures(export, run.tf_transform_output, run.config))
+  signatures = make_signatures(export, run.tf_transform_output, run.config)
+  export.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+  _write_warmup(fn_args, signatures)
   warm_start.write_snapshot(warm_start.snapshot_dir(fn_args.serving_model_dir),
                             warm_start.snapshot(export, run.config, run.tf_transform_output))
   return calibration
+
+
+def _write_warmup(fn_args: FnArgs, signatures) -> None:
+  """Writes TF Serving's warmup file into the exported SavedModel
+  (models/warmup_requests.py), from the first rows of the raw eval split that the
+  Trainer's executor passes in custom_config; says so when it passes none (run_fn
+  called without ExampleGen's examples)."""
+  patterns = (fn_args.custom_config or {}).get(warmup_requests.RAW_EVAL_FILES_KEY)
+  if not patterns:
+    print("  [Trainer] no warmup requests: the Trainer was given no raw examples",
+          flush=True)
+    return
+  # serving_raw's one argument is the dict of columns; each spec is named for its column.
+  raw_inputs = {spec.name: spec.dtype for spec in tf.nest.flatten(
+      signatures[warmup_requests.RAW_SIGNATURE].structured_input_signature)}
+  logs = warmup_requests.build_requests(warmup_requests.read_examples(patterns), raw_inputs)
+  path = warmup_requests.write_requests(fn_args.serving_model_dir, logs)
+  names = sorted({log.predict_log.request.model_spec.signature_name for log in logs})
+  print(f"  [Trainer] warmup: {len(logs)} requests ({', '.join(names)}) from the eval "
+        f"split's first rows -> {os.path.relpath(path, fn_args.serving_model_dir)}",
+        flush=True)
 
 
 def _summary(run: _Run, model: tf.keras.Model, history: Dict[str, list], steps: int,

@@ -41,6 +41,10 @@ TRAIN_BUCKETS, EVAL_BUCKETS = label_blind_split.TRAIN_BUCKETS, label_blind_split
 # the Kubeflow default, inside each component's pod (pipeline.beam_options for more).
 BEAM_PIPELINE_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
                       "--direct_num_workers=1")
+# Infra validation before the Pusher (pipeline.pipeline.InfraValidation): locally the
+# candidate in a fresh `aitm serve` process; compiled for Kubeflow, TFX's InfraValidator
+# with this TF Serving image (kubeflow/serving/'s) on the cluster.
+TF_SERVING_IMAGE, TF_SERVING_TAG = "tensorflow/serving", "2.16.1"
 # What `aitm compile-kfp` writes and `aitm schedule-kfp` reads, unless told otherwise.
 KFP_PACKAGE = "aitm_pipeline.yaml"
 # `aitm schedule-kfp`: the recurring run's cron (KFP's: 6 fields, seconds first; every

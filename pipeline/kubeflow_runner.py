@@ -28,7 +28,7 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from components.label_blind_split import Split
 from models.config import PipelineConfig
 from pipeline import beam_options, configs
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import InfraValidation, create_pipeline
 from pipeline.schema_check import check_schema
 from pipeline.spans import SpanSettings
 from pipeline.vertex_training import VertexTraining
@@ -49,7 +49,7 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      vertex_training: Optional[VertexTraining] = None,
                      keep_versions: Optional[int] = configs.KEEP_VERSIONS,
                      spans: bool = False, warm_start: bool = configs.WARM_START,
-                     split: Split = configs.SPLIT) -> str:
+                     split: Split = configs.SPLIT, infra_validation: bool = True) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
@@ -68,6 +68,9 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
   repeated on a span. `split`: ExampleGen's train/eval split
   (components/label_blind_split.py); a split by span needs no resolver, so it
   compiles: each run reads every span under data_root, the newest evaluates.
+  `infra_validation`: between the Evaluator and the Pusher, TFX's InfraValidator loads
+  the candidate in `tensorflow/serving` on the cluster and sends it requests; the
+  Pusher needs its blessing (components/kubernetes_infra_validator.py).
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
@@ -95,7 +98,7 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
       vertex_training=vertex_training, keep_versions=keep_versions,
       spans=SpanSettings(drift_check=False) if spans else None, warm_start=warm_start,
-      split=split)
+      split=split, infra_validation=InfraValidation.KUBERNETES if infra_validation else None)
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

@@ -8,7 +8,8 @@
   _transform     the training examples (this span or a window of spans) -> Transform
   _training      the warm-start resolver -> Trainer (in its own pod, or Vertex AI)
   _evaluation    Evaluator: gating against the latest blessed model when the run pushes
-  _pusher        Pusher to `<serving_dir>/<model_name>/<version>`
+  _infra_validator the candidate loaded by a model server, answering its warmup requests
+  _pusher        Pusher to `<serving_dir>/<model_name>/<version>`, once both blessed it
 """
 
 import enum
@@ -21,12 +22,14 @@ from tfx.orchestration.data_types import RuntimeParameter
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Examples, ExampleStatistics
 
-from components import serving_pusher
+from components import local_infra_validator, serving_pusher
 from components.aliccp_example_gen import aliccp_example_gen
 from components.aliccp_example_gen import check_config as check_aliccp_config
 from components.anomalies_gate import AnomaliesGate
 from components.csv_example_gen import csv_example_gen
+from components.kubernetes_infra_validator import InfraValidator
 from components.label_blind_split import Split
+from components.trainer import Trainer
 from models import preprocessing
 from models import trainer as trainer_module
 from models.config import PipelineConfig
@@ -43,7 +46,14 @@ if TYPE_CHECKING:
 
 RESOLVER_ID = "latest_blessed_model_resolver"
 WARM_START_ID = "warm_start_model_resolver"
+INFRA_VALIDATOR_ID = "InfraValidator"
 DATA_FORMATS = ("csv", "aliccp")
+
+
+class InfraValidation(enum.Enum):
+  """Where the candidate is loaded and queried before the Pusher may push it."""
+  LOCAL = "local"            # a fresh `aitm serve` process (components/local_infra_validator.py)
+  KUBERNETES = "kubernetes"  # TFX's InfraValidator: tensorflow/serving on the cluster
 
 
 class Extent(enum.IntEnum):
@@ -80,6 +90,7 @@ def create_pipeline(
     spans: Optional[SpanSettings] = None,
     warm_start: bool = configs.WARM_START,
     split: Split = configs.SPLIT,
+    infra_validation: Optional[InfraValidation] = InfraValidation.LOCAL,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher, up to `extent`.
@@ -108,6 +119,8 @@ def create_pipeline(
   the last two as JSON of their protos). `warm_start`: the Trainer starts from the
   latest blessed model's weights when the architecture matches (models/warm_start.py).
   `vertex_training`: the Trainer runs as a Vertex AI custom job (pipeline.vertex_training).
+  `infra_validation` (with Extent.PUSH): the Pusher also needs the candidate to load in a
+  model server and answer its warmup requests (InfraValidation; None: no such check).
   """
   example_gen = _example_gen(config, data_root, data_format, split, spans)
   validation = _validation(example_gen, schema_path, spans)
@@ -115,13 +128,17 @@ def create_pipeline(
   nodes = [example_gen, *validation.nodes, *transform_nodes]
   if extent >= Extent.TRAIN:
     nodes += _training(config, transform_nodes[-1], validation.schema, training, train_args,
-                       warm_start, rerun_safe_resolvers, vertex_training)
+                       warm_start, rerun_safe_resolvers, vertex_training,
+                       raw_examples=example_gen.outputs["examples"])
     trainer = nodes[-1]
   if extent >= Extent.EVALUATE:
     nodes += _evaluation(config, example_gen, trainer, extent, min_auc, max_auc_drop,
                          rerun_safe_resolvers)
   if extent >= Extent.PUSH:
-    nodes.append(_pusher(trainer, nodes[-1], serving_dir, model_name, push_destination,
+    evaluator = nodes[-1]
+    infra = _infra_validator(infra_validation, trainer, evaluator, example_gen, model_name)
+    nodes += [infra] if infra else []
+    nodes.append(_pusher(trainer, evaluator, infra, serving_dir, model_name, push_destination,
                          keep_versions))
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=nodes,
@@ -198,10 +215,11 @@ def _transform(config, example_gen, validation: _Validation, spans) -> list:
 
 
 def _training(config, transform, schema, training, train_args, warm_start, rerun_safe,
-              vertex_training) -> list:
+              vertex_training, raw_examples) -> list:
   """The Trainer on Transform's output (train split; eval split for early stopping),
-  after the warm-start resolver when `warm_start`; the Trainer last."""
-  trainer_class = tfx.components.Trainer
+  after the warm-start resolver when `warm_start`; the Trainer last. `raw_examples`
+  (ExampleGen's): the eval rows of the model's warmup requests (components/trainer.py)."""
+  trainer_class = Trainer
   trainer_config = {trainer_module.CONFIG_KEY: config.text,
                     trainer_module.TRAINING_KEY: dict(training or {})}
   nodes, inputs = [], {}
@@ -217,7 +235,7 @@ def _training(config, transform, schema, training, train_args, warm_start, rerun
     vertex_training.check_strategy(
         TrainingConfig.from_config(config.proto, training).distribute)
     # Imported here: only a compile for Vertex AI needs Google Cloud's client.
-    from tfx.v1.extensions.google_cloud_ai_platform import Trainer as trainer_class
+    from components.vertex_trainer import VertexTrainer as trainer_class
     trainer_config.update(vertex_training.custom_config())
   trainer = trainer_class(
       run_fn="models.trainer.run_fn",
@@ -226,7 +244,7 @@ def _training(config, transform, schema, training, train_args, warm_start, rerun
       schema=schema,
       train_args=train_args or tfx.proto.TrainArgs(splits=["train"]),
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-      custom_config=trainer_config, **inputs)
+      custom_config=trainer_config, raw_examples=raw_examples, **inputs).with_id("Trainer")
   return nodes + [trainer]
 
 
@@ -250,12 +268,45 @@ def _evaluation(config, example_gen, trainer, extent, min_auc, max_auc_drop, rer
   return [resolver, evaluator]
 
 
-def _pusher(trainer, evaluator, serving_dir, model_name, push_destination, keep_versions):
-  """Pusher of the Trainer's model once the Evaluator blessed it: whole, to
-  `<serving_dir>/<model_name>` unless `push_destination` says otherwise; the newest
-  `keep_versions` kept."""
+def _infra_validator(infra_validation, trainer, evaluator, example_gen, model_name):
+  """After the Evaluator, the check that the candidate loads in a model server and
+  answers requests (None without one): locally in a fresh `aitm serve` process, on
+  Kubeflow TFX's InfraValidator running tensorflow/serving on the cluster with
+  requests from the eval examples (serving_default; TFX's request builder makes
+  requests for signatures of serialized tf.Examples only), written into a warmup
+  copy of the model too (`make_warmup`)."""
+  if infra_validation is None:
+    return None
+  if infra_validation is InfraValidation.LOCAL:
+    return local_infra_validator.LocalInfraValidator(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        model_name=model_name).with_id(INFRA_VALIDATOR_ID)
+  validator = InfraValidator(
+      model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+      serving_spec=tfx.proto.ServingSpec(
+          tensorflow_serving=tfx.proto.TensorFlowServing(image_name=configs.TF_SERVING_IMAGE,
+                                                         tags=[configs.TF_SERVING_TAG]),
+          kubernetes=tfx.proto.KubernetesConfig(), model_name=model_name),
+      validation_spec=tfx.proto.ValidationSpec(
+          max_loading_time_seconds=local_infra_validator.DEFAULT_MAX_LOADING_SECONDS,
+          num_tries=3),
+      request_spec=tfx.proto.RequestSpec(
+          tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+              signature_names=["serving_default"]),
+          split_name="eval", num_examples=8, make_warmup=True)).with_id(INFRA_VALIDATOR_ID)
+  # Its inputs don't include the Evaluator's blessing: after it all the same.
+  validator.add_upstream_node(evaluator)
+  return validator
+
+
+def _pusher(trainer, evaluator, infra, serving_dir, model_name, push_destination,
+            keep_versions):
+  """Pusher of the Trainer's model once the Evaluator blessed it (and the infra
+  validator, when there is one): whole, to `<serving_dir>/<model_name>` unless
+  `push_destination` says otherwise; the newest `keep_versions` kept."""
   return serving_pusher.Pusher(
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+      infra_blessing=infra.outputs["blessing"] if infra else None,
       push_destination=push_destination or tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_dir, model_name))),

@@ -40,6 +40,10 @@ class RunSummary:
   label_rates: Dict[str, Dict[str, Tuple[float, int]]] = dataclasses.field(default_factory=dict)
   # signs of a broken split or leakage (models/evaluation_checks.py)
   warnings: List[str] = dataclasses.field(default_factory=list)
+  # The infra validator's verdict (None: the run has none) and what it checked or
+  # why it refused (components/local_infra_validator.py's `reason`).
+  infra_blessed: Optional[bool] = None
+  infra_reason: str = ""
 
   def table(self) -> str:
     """The summary as the lines `aitm run` prints after the run."""
@@ -63,6 +67,9 @@ class RunSummary:
     if self.blessed is not None:
       lines.append(f"{'blessed':<22}{'yes' if self.blessed else 'no'}")
       lines += [f"  {reason}" for reason in self.not_blessed]
+      if self.infra_blessed is not None:
+        lines.append(f"{'infra validated':<22}{'yes' if self.infra_blessed else 'no'}"
+                     + (f": {self.infra_reason}" if self.infra_reason else ""))
       lines.append(f"{'pushed to':<22}{self.pushed_dir or 'nothing pushed'}")
     return "\n".join(lines)
 
@@ -104,6 +111,10 @@ def summarize(metadata_path: str, labels: Sequence[str] = ()) -> RunSummary:
       {split: int(stats.datasets[0].num_examples) for split, stats in statistics.items()},
       {}, blessed(blessing) if blessing is not None else None, _pushed_dir(run), None,
       model_run.uri if model_run is not None else None)
+  infra = run.output("InfraValidator", "InfraBlessing")  # pipeline.INFRA_VALIDATOR_ID
+  if infra is not None:
+    summary.infra_blessed = blessed(infra)
+    summary.infra_reason = custom_property(infra, "reason") or ""
   evaluation = run.output("Evaluator", "ModelEvaluation")
   labels_of = (_read_evaluation(summary, evaluation.uri)
                if evaluation is not None else {})

@@ -182,6 +182,14 @@ class ServingClient:
     response = self._call("Predict", self._predict.Predict, request)
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
+  def send(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """One Predict call with a request built elsewhere (a SavedModel's warmup
+    requests), to this client's model unless the request names one."""
+    if not request.model_spec.name:
+      request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+      request.model_spec.name = self.model_name
+    return self._call("Predict", self._predict.Predict, request)
+
   def column_kinds(self, version: Optional[int] = None,
                    label: Optional[str] = None) -> Dict[str, str]:
     """The raw columns the model takes and their kinds, from its serving_raw signature."""

@@ -15,6 +15,8 @@ client written against it works unchanged against TF Serving.
   serving.model_versions; a new version is loaded before the old one is
   unloaded, so requests never find the model missing; a version that fails to
   load is reported in GetModelStatus and retried only when its files change.
+  A version's warmup requests are replayed before it is AVAILABLE, and one that
+  fails fails the load (serving/warmup.py), as in TF Serving.
 * Errors carry TF Serving's status codes: an unknown model or version is
   NOT_FOUND, a wrong input name, dtype or shape or an unparsable tf.Example is
   INVALID_ARGUMENT naming the input. No request can stop the server.
@@ -41,7 +43,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving import defaults
+from serving import defaults, warmup
 from serving.health import ModelHealth
 from serving.metrics import METRICS_PATH, ServingMetrics
 from serving.model_versions import (ModelSource, list_versions, missing_parts,
@@ -172,6 +174,9 @@ class ServedModel:
     start = time.time()
     try:
       servable = ServableVersion(version, path)
+      # As TF Serving: the warmup requests run before the version is AVAILABLE, and
+      # one that fails fails the load.
+      warmed = warmup.replay(path, _warmup_predict(servable))
     except Exception as e:  # noqa: BLE001 - any load failure is reported, not raised
       self._failed[version] = self._seen.get(version)
       message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -183,7 +188,9 @@ class ServedModel:
       self._loaded[version] = servable
     self._set_state(version, _State.AVAILABLE)
     self._log(f"[serve] {self.source.name}: version {version} AVAILABLE "
-              f"(loaded in {time.time() - start:.1f}s from {path})")
+              f"(loaded in {time.time() - start:.1f}s from {path}"
+              + (f"; {warmed.requests} warmup requests in {warmed.seconds:.1f}s)"
+                 if warmed.requests else ")"))
     return True
 
 
@@ -359,6 +366,27 @@ def _run_signature(function, tensors, signature_name):
 
 
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _warmup_predict(servable: ServableVersion):
+  """A warmup request's run on `servable`, with Predict's checks and signature call
+  (serving/warmup.py); RequestError when it fails. The ModelSpec's name and version
+  are not read: as in TF Serving, warmup runs on the version being loaded."""
+  def predict(request):
+    signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    function = servable.signatures.get(signature_name)
+    if function is None:
+      raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                         f'Serving signature name: "{signature_name}" not found in '
+                         f"signature def (has {sorted(servable.signatures)})")
+    outputs = _run_signature(function, _tensor_inputs(request, function, signature_name),
+                             signature_name)
+    unknown = sorted(set(request.output_filter) - set(outputs))
+    if unknown:
+      raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"output_filter names outputs not in signature {signature_name!r}:"
+                         f" {unknown} (has {sorted(outputs)})")
+  return predict
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

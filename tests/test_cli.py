@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from pipeline import configs
 
 
@@ -140,9 +142,18 @@ def test_version_and_help_defaults_come_from_the_code():
           == commands.choices["schedule-kfp"].get_default("package"))
 
 
+REFUSALS = {
+    "evaluator": dict(blessed=False,
+                      not_blessed=["not blessed: ctr AUC 0.510 is below the floor 0.55"]),
+    "infra validator": dict(blessed=True, infra_blessed=False,
+                            infra_reason="failed to load in the model server: IndexError: "
+                            "Read less bytes than requested"),
+}
+
+
+@pytest.mark.parametrize("refused_by", sorted(REFUSALS))
 def test_run_exits_with_its_own_code_when_the_model_was_not_blessed(tmp_path, monkeypatch,
-                                                                    capsys):
-  import pytest
+                                                                    capsys, refused_by):
   from cli import main as cli
   from pipeline import local_runner
   from report import run_summary
@@ -154,8 +165,9 @@ def test_run_exits_with_its_own_code_when_the_model_was_not_blessed(tmp_path, mo
 
   def not_blessed(metadata_path, labels=()):
     assert metadata_path == "metadata.sqlite"
-    return RunSummary("run", {}, {}, {"train": 8, "eval": 2}, {"ctr": 0.51}, False, None,
-                      not_blessed=["not blessed: ctr AUC 0.510 is below the floor 0.55"])
+    fields = dict(REFUSALS[refused_by])
+    return RunSummary("run", {}, {}, {"train": 8, "eval": 2}, {"ctr": 0.51},
+                      fields.pop("blessed"), None, **fields)
   monkeypatch.setattr(local_runner, "run_local", run_local)
   monkeypatch.setattr(run_summary, "summarize", not_blessed)
   (tmp_path / "data").mkdir()
@@ -163,7 +175,11 @@ def test_run_exits_with_its_own_code_when_the_model_was_not_blessed(tmp_path, mo
     cli.main(["run", "--data", str(tmp_path / "data"), "--pipeline-root",
               str(tmp_path / "root"), "--seed", "5"])
   assert stop.value.code == configs.EXIT_NOT_BLESSED == 3
-  assert "the model was not blessed" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "the model was not blessed" in out and "nothing pushed" in out
+  if refused_by == "infra validator":
+    assert ("infra validated       no: failed to load in the model server: IndexError: "
+            "Read less bytes than requested") in out
 
 
 def test_make_test_without_chromium_stops_before_the_suite_saying_how():

@@ -1,6 +1,7 @@
 """The pipeline compiles into a Kubeflow Pipelines v2 spec with our components."""
 
 import json
+import os
 
 import pytest
 from google.protobuf import json_format
@@ -13,7 +14,7 @@ from pipeline import configs
 
 IMAGE = "registry.example/aitm-tfx:0.1.0"
 COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher")
+              "AnomaliesGate", "Transform", "Trainer", "Evaluator", "InfraValidator", "Pusher")
 # consumer -> producers of the artifacts it reads
 WIRING = {"StatisticsGen": {"FileBasedExampleGen"},
           "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
@@ -21,7 +22,8 @@ WIRING = {"StatisticsGen": {"FileBasedExampleGen"},
           "Transform": {"FileBasedExampleGen", "ImportSchemaGen"},
           "Trainer": {"Transform", "ImportSchemaGen"},
           "Evaluator": {"FileBasedExampleGen", "Trainer"},
-          "Pusher": {"Trainer", "Evaluator"}}
+          "InfraValidator": {"FileBasedExampleGen", "Trainer", "Evaluator"},
+          "Pusher": {"Trainer", "Evaluator", "InfraValidator"}}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,66 @@ def test_wiring_matches_the_local_graph(job):
     assert producers <= read | set(tasks[consumer].get("dependentTasks", [])), consumer
   # Transform waits for the anomalies gate even though it reads none of its outputs.
   assert "AnomaliesGate" in tasks["Transform"].get("dependentTasks", [])
+
+
+def test_infra_validator_runs_tf_serving_on_kubernetes_between_evaluator_and_pusher(job):
+  """TFX's InfraValidator (its spec and executor, in a class KubeflowV2DagRunner
+  compiles): tensorflow/serving on the cluster, requests from the eval examples, a
+  warmup copy; after the Evaluator; the Pusher needs its blessing."""
+  spec = job["pipelineSpec"]
+  tasks = spec["root"]["dag"]["tasks"]
+  infra = tasks["InfraValidator"]
+  assert "Evaluator" in infra["dependentTasks"]
+  assert infra["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+      "outputArtifactKey": "model", "producerTask": "Trainer"}
+  assert infra["inputs"]["artifacts"]["examples"]["taskOutputArtifact"][
+      "producerTask"] == "FileBasedExampleGen"
+  parameters = {name: json.loads(value["runtimeValue"]["constant"])
+                for name, value in infra["inputs"]["parameters"].items()}
+  assert parameters["serving_spec"] == {
+      "kubernetes": {}, "model_name": "aitm",
+      "tensorflow_serving": {"image_name": "tensorflow/serving", "tags": ["2.16.1"]}}
+  assert parameters["request_spec"]["make_warmup"] is True
+  assert parameters["request_spec"]["split_name"] == "eval"
+  assert parameters["request_spec"]["tensorflow_serving"]["signature_names"] == [
+      "serving_default"]
+  executor = spec["deploymentSpec"]["executors"][
+      spec["components"][infra["componentRef"]["name"]]["executorLabel"]]
+  args = executor["container"]["args"]
+  assert args[args.index("--executor_class_path") + 1] == (
+      "components.kubernetes_infra_validator.Executor")
+  pusher = tasks["Pusher"]["inputs"]["artifacts"]
+  assert pusher["infra_blessing"]["taskOutputArtifact"] == {
+      "outputArtifactKey": "blessing", "producerTask": "InfraValidator"}
+  assert pusher["model_blessing"]["taskOutputArtifact"]["producerTask"] == "Evaluator"
+
+
+def test_no_infra_validation_compiles_the_pusher_on_the_evaluator_s_blessing_alone(tmp_path):
+  out = tmp_path / "spec.json"
+  aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root",
+        "--no-infra-validation"])
+  tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+  assert "InfraValidator" not in tasks
+  assert set(tasks["Pusher"]["inputs"]["artifacts"]) == {"model", "model_blessing"}
+
+
+def test_infra_validator_executor_is_tfx_s_with_the_namespace_of_a_kfp_v2_pod(
+    tmp_path, monkeypatch):
+  from tfx.components.infra_validator import executor as tfx_executor
+  from tfx.utils import kube_utils
+
+  from components import kubernetes_infra_validator as validator
+  assert issubclass(validator.Executor, tfx_executor.Executor)
+  namespace = tmp_path / "namespace"
+  namespace.write_text("kubeflow-user\n")
+  monkeypatch.delenv(kube_utils.KFP_NAMESPACE, raising=False)
+  validator.set_kfp_namespace(str(tmp_path / "absent"))
+  assert kube_utils.KFP_NAMESPACE not in os.environ
+  validator.set_kfp_namespace(str(namespace))
+  assert os.environ[kube_utils.KFP_NAMESPACE] == "kubeflow-user"
+  namespace.write_text("other")
+  validator.set_kfp_namespace(str(namespace))   # a KFP v1 pod's own value is kept
+  assert os.environ[kube_utils.KFP_NAMESPACE] == "kubeflow-user"
 
 
 def test_runtime_parameters_for_data_steps_and_serving_dir(job):
@@ -161,10 +223,12 @@ def _multi_worker_config():
 
 
 def test_trainer_as_a_vertex_ai_job_on_several_workers(tmp_path):
-  """--train-workers 4: TFX's Vertex AI Trainer, whose custom job runs the stock
-  Trainer executor (our run_fn) on a chief and 3 workers, all in the image."""
+  """--train-workers 4: TFX's Vertex AI Trainer (with components/trainer.py's raw
+  examples input), whose custom job runs TFX's Trainer executor with that input (our
+  run_fn) on a chief and 3 workers, all in the image."""
   from unittest import mock
 
+  from tfx.components.trainer import executor as trainer_executor
   from tfx.extensions.google_cloud_ai_platform import training_clients
   from tfx.v1.extensions import google_cloud_ai_platform as vertex
 
@@ -178,8 +242,9 @@ def test_trainer_as_a_vertex_ai_job_on_several_workers(tmp_path):
   tasks, components = spec["root"]["dag"]["tasks"], spec["components"]
   executor = spec["deploymentSpec"]["executors"][
       components[tasks["Trainer"]["componentRef"]["name"]]["executorLabel"]]
-  assert ("tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
-          in json.dumps(executor))
+  assert "components.vertex_trainer.VertexExecutor" in json.dumps(executor)
+  assert tasks["Trainer"]["inputs"]["artifacts"]["raw_examples"]["taskOutputArtifact"][
+      "producerTask"] == "FileBasedExampleGen"
   parameters = tasks["Trainer"]["inputs"]["parameters"]
   custom_config = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
   assert custom_config[vertex.ENABLE_VERTEX_KEY] is True
@@ -193,18 +258,23 @@ def test_trainer_as_a_vertex_ai_job_on_several_workers(tmp_path):
   assert "MultiWorkerMirroredStrategy" in custom_config["config"]
 
   # The CustomJob TFX submits from these arguments: every replica runs TFX's
-  # stock Trainer executor with our run_fn, in the image.
+  # Trainer executor (raw eval files for the warmup requests added) with our run_fn.
+  from tfx.utils import name_utils
+
+  from components import trainer as trainer_component
+  from components.vertex_trainer import VertexExecutor
+  replica_executor = name_utils.get_full_name(VertexExecutor()._GetExecutorClass())
+  assert replica_executor == "components.trainer.Executor"
+  assert issubclass(trainer_component.Executor, trainer_executor.GenericExecutor)
   with mock.patch.object(training_clients.VertexJobClient, "create_client"):
     client = training_clients.VertexJobClient("europe-west4")
   job = client.create_training_job(
       {}, {}, {"run_fn": "models.trainer.run_fn", "custom_config": json.dumps(custom_config)},
-      "tfx.components.trainer.executor.GenericExecutor",
-      {k: v for k, v in job_args.items() if k != "project"}, None, {})
+      replica_executor, {k: v for k, v in job_args.items() if k != "project"}, None, {})
   for pool in job["job_spec"]["worker_pool_specs"]:
     command = pool["container_spec"]["command"]
     assert pool["container_spec"]["image_uri"] == IMAGE
-    assert command[command.index("--executor_class_path") + 1] == (
-        "tfx.components.trainer.executor.GenericExecutor")
+    assert command[command.index("--executor_class_path") + 1] == replica_executor
     assert "models.trainer.run_fn" in command[command.index("--exec-properties") + 1]
 
 

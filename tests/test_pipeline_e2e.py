@@ -12,7 +12,7 @@ from models import eval_config, funnel_metrics
 from models.config import load_config
 from models.features import ColumnType
 from pipeline import configs
-from pipeline.pipeline import RESOLVER_ID
+from pipeline.pipeline import INFRA_VALIDATOR_ID, RESOLVER_ID
 from report.evaluation import read_metrics, task_metrics
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,8 @@ CONFIG = load_config(configs.CONFIG_PATH)
 TASKS = [t.name for t in CONFIG.tasks]
 
 COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
-              "AnomaliesGate", "Transform", "Trainer", RESOLVER_ID, "Evaluator", "Pusher"]
+              "AnomaliesGate", "Transform", "Trainer", RESOLVER_ID, "Evaluator",
+              INFRA_VALIDATOR_ID, "Pusher"]
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,31 @@ def test_warm_start_feeds_the_trainer_a_base_model_only_when_asked(tmp_path):
   assert stock.exec_properties["resolver_class"].__name__ == "LatestBlessedModelStrategy"
 
 
+def test_the_pusher_needs_the_local_infra_validators_blessing_after_the_evaluators(tmp_path):
+  from components.local_infra_validator import LocalInfraValidator
+  from components.trainer import Trainer
+  from pipeline.pipeline import INFRA_VALIDATOR_ID, InfraValidation
+  ids = _ids(tmp_path)
+  assert ids.index("Evaluator") < ids.index(INFRA_VALIDATOR_ID) < ids.index("Pusher")
+  infra = _node(tmp_path, INFRA_VALIDATOR_ID)
+  assert isinstance(infra, LocalInfraValidator)
+  assert infra.inputs["model"].producer_component_id == "Trainer"
+  assert infra.inputs["model_blessing"].producer_component_id == "Evaluator"
+  assert infra.exec_properties["model_name"] == "aitm"
+  pusher = _node(tmp_path, "Pusher")
+  assert pusher.inputs["infra_blessing"].producer_component_id == INFRA_VALIDATOR_ID
+  assert pusher.inputs["model_blessing"].producer_component_id == "Evaluator"
+  # The Trainer reads ExampleGen's raw rows for its warmup requests.
+  trainer = _node(tmp_path, "Trainer")
+  assert isinstance(trainer, Trainer)
+  assert trainer.inputs["raw_examples"].producer_component_id == "FileBasedExampleGen"
+  assert _node(tmp_path, INFRA_VALIDATOR_ID, infra_validation=InfraValidation.KUBERNETES)
+  unchecked = _ids(tmp_path, infra_validation=None)
+  assert INFRA_VALIDATOR_ID not in unchecked
+  assert "infra_blessing" not in _node(tmp_path, "Pusher", infra_validation=None).inputs
+  assert INFRA_VALIDATOR_ID not in _ids(tmp_path, extent=Extent.EVALUATE)
+
+
 class _Store:
   """The two ML Metadata queries the warm-start strategy makes, over given events."""
 

@@ -39,6 +39,9 @@ def add_parser(subparsers):
                       "window on Kubeflow)")
   common_flags.add_warm_start(parser, "the latest blessed model")
   common_flags.add_split(parser)
+  parser.add_argument("--no-infra-validation", action="store_true",
+                      help="no TFX InfraValidator (tensorflow/serving on the cluster) before "
+                      "the Pusher: for Vertex AI Pipelines, which has no cluster to run it")
   _add_vertex_training(parser)
   common_flags.add_beam_args(parser, "in-process DirectRunner in each component's pod")
   return parser
@@ -92,7 +95,8 @@ def run(args):
                             beam_pipeline_args=common_flags.beam_args(args),
                             vertex_training=_vertex_training(args),
                             keep_versions=args.keep_versions, spans=args.spans,
-                            warm_start=args.warm_start, split=args.split)
+                            warm_start=args.warm_start, split=args.split,
+                            infra_validation=not args.no_infra_validation)
   except ValueError as e:
     sys.exit(f"error: {e}")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "

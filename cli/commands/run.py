@@ -166,6 +166,6 @@ def _print_outcome(args, config, summary, start):
           f"  aitm predict --server {serving_defaults.SERVER} --model-name {args.model_name} "
           "--input rows.csv")
   report_after_run(args.pipeline_root, since=start)
-  if summary.blessed is False:
+  if summary.blessed is False or summary.infra_blessed is False:
     print("\nthe model was not blessed (see above why), so it was not pushed")
     sys.exit(configs.EXIT_NOT_BLESSED)
