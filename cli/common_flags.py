@@ -116,11 +116,13 @@ def training_settings(args):
   return settings
 
 
-def add_beam_args(parser, default_runner: str):
-  """`--beam-args`; default_runner says where the default Beam options run."""
+def add_beam_args(parser, default_runner: str,
+                  used_by: str = "ExampleGen, StatisticsGen, Transform and Evaluator"):
+  """`--beam-args`; default_runner says where the default Beam options run, used_by
+  what runs on Beam."""
   parser.add_argument("--beam-args", action="append", metavar='"--flag=value ..."',
-                      help="Beam pipeline options for ExampleGen, StatisticsGen, Transform and "
-                      'Evaluator; repeatable, e.g. "--direct_running_mode=multi_processing '
+                      help=f"Beam pipeline options for {used_by}"
+                      '; repeatable, e.g. "--direct_running_mode=multi_processing '
                       '--direct_num_workers=2" or Dataflow/Flink/Spark options (README: Beam '
                       f"at scale); they win over the default ({default_runner}: "
                       f"{' '.join(configs.BEAM_PIPELINE_ARGS)})")

@@ -1,6 +1,6 @@
 """`aitm`: generate data, check a config's model, run the TFX pipeline locally, compare
 models, compile it for Kubeflow, serve the pushed model over TF Serving's gRPC API and
-query it."""
+query it, score a whole candidate set with it."""
 
 import os
 
@@ -18,12 +18,12 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
 import argparse  # noqa: E402
 
 from cli.commands import (check, compare, compile_kfp, generate_data, predict,  # noqa: E402
-                          report, rollback, run, schedule_kfp, serve)
+                          report, rollback, run, schedule_kfp, score, serve)
 from pipeline import configs  # noqa: E402
 
 # In the order `aitm --help` lists them.
 COMMANDS = (generate_data, check, run, compare, report, compile_kfp, schedule_kfp, rollback,
-            serve, predict)
+            serve, predict, score)
 
 
 def _version() -> str:

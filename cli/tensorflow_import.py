@@ -4,13 +4,17 @@ TensorFlow 2.16's CPU wheel registers its cuFFT, cuDNN and cuBLAS factories twic
 import and logs each as an error from C++ ("Unable to register cuFFT factory ..."),
 before any Python logging or TF_CPP_MIN_LOG_LEVEL below 3 can hide it. Raising that
 level to 3 would also hide TensorFlow's real C++ errors, so instead standard error
-is captured for the import alone and replayed without those lines.
+is captured for the import alone and replayed without those lines. Processes that
+import it on their own (Beam's SDK worker processes) print them again;
+`plugin_lines_hidden` filters standard error while such processes run.
 """
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
 
 _PLUGIN_NOISE = re.compile(
@@ -37,6 +41,36 @@ def import_tensorflow() -> None:
       for line in captured:
         if not _PLUGIN_NOISE.search(line):
           os.write(2, line)
+
+
+@contextlib.contextmanager
+def plugin_lines_hidden():
+  """Standard error without the plugin lines while the block runs, for this process and
+  every process it starts meanwhile (Beam's SDK worker processes, each importing
+  TensorFlow): file descriptor 2 becomes a pipe whose lines a thread relays to the real
+  standard error, the plugin lines left out."""
+  sys.stderr.flush()
+  real = os.dup(2)
+  read_end, write_end = os.pipe()
+  os.dup2(write_end, 2)
+  os.close(write_end)
+
+  def relay():
+    with os.fdopen(read_end, "rb") as lines:
+      for line in lines:
+        if not _PLUGIN_NOISE.search(line):
+          os.write(real, line)
+
+  relaying = threading.Thread(target=relay, name="stderr-relay", daemon=True)
+  relaying.start()
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(real, 2)  # the pipe ends when the processes started in the block have exited
+    relaying.join(timeout=10)
+    if not relaying.is_alive():
+      os.close(real)
 
 
 def setup_tensorflow() -> None:

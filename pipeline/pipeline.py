@@ -10,6 +10,8 @@
   _evaluation    Evaluator: gating against the latest blessed model when the run pushes
   _infra_validator the candidate loaded by a model server, answering its warmup requests
   _pusher        Pusher to `<serving_dir>/<model_name>/<version>`, once both blessed it
+  _bulk_inference  with `bulk_infer`: a candidate set's ExampleGen -> BulkInferrer,
+                 which scores it with the model only when the Evaluator blessed it
 """
 
 import enum
@@ -40,11 +42,16 @@ from pipeline.resolvers import (LatestBlessedModelOnOtherDataStrategy,
                                 LatestBlessedOtherModelStrategy, blessed_model_resolver)
 from pipeline.spans import (PREVIOUS_SPAN_ID, SPAN_WINDOW_ID, PreviousSpanStrategy,
                             SpanSettings, SpanWindowStrategy, drift_config)
+from serving import defaults as serving_defaults
 
 if TYPE_CHECKING:
   from pipeline.vertex_training import VertexTraining
 
 RESOLVER_ID = "latest_blessed_model_resolver"
+CANDIDATE_EXAMPLE_GEN_ID = "CandidateExampleGen"
+BULK_INFERRER_ID = "BulkInferrer"
+# The candidate ExampleGen's one split, which BulkInferrer's output examples keep.
+CANDIDATES_SPLIT = "candidates"
 WARM_START_ID = "warm_start_model_resolver"
 INFRA_VALIDATOR_ID = "InfraValidator"
 DATA_FORMATS = ("csv", "aliccp")
@@ -91,6 +98,7 @@ def create_pipeline(
     warm_start: bool = configs.WARM_START,
     split: Split = configs.SPLIT,
     infra_validation: Optional[InfraValidation] = InfraValidation.LOCAL,
+    bulk_infer: Union[None, str, RuntimeParameter] = None,
 ) -> tfx.dsl.Pipeline:
   """ExampleGen -> StatisticsGen / schema -> ExampleValidator -> gate -> Transform
   -> Trainer -> Evaluator -> Pusher, up to `extent`.
@@ -121,6 +129,8 @@ def create_pipeline(
   `vertex_training`: the Trainer runs as a Vertex AI custom job (pipeline.vertex_training).
   `infra_validation` (with Extent.PUSH): the Pusher also needs the candidate to load in a
   model server and answer its warmup requests (InfraValidation; None: no such check).
+  `bulk_infer`: a directory of candidate CSV files (labels optional) that BulkInferrer
+  scores with the Trainer's model once the Evaluator blessed it (Extent.PUSH only).
   """
   example_gen = _example_gen(config, data_root, data_format, split, spans)
   validation = _validation(example_gen, schema_path, spans)
@@ -140,6 +150,10 @@ def create_pipeline(
     nodes += [infra] if infra else []
     nodes.append(_pusher(trainer, evaluator, infra, serving_dir, model_name, push_destination,
                          keep_versions))
+  if bulk_infer is not None:
+    if extent < Extent.PUSH:
+      raise ValueError("bulk_infer scores with the blessed model: it needs Extent.PUSH")
+    nodes += _bulk_inference(config, bulk_infer, trainer, nodes)
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=nodes,
       enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
@@ -311,3 +325,23 @@ def _pusher(trainer, evaluator, infra, serving_dir, model_name, push_destination
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_dir, model_name))),
       custom_config={serving_pusher.KEEP_VERSIONS_KEY: keep_versions})
+
+
+def _bulk_inference(config, candidates_root, trainer, nodes) -> list:
+  """The candidate set's ExampleGen (every row into one split, labels optional) and
+  BulkInferrer, which scores it with the Trainer's model through `serving_default` only
+  when the Evaluator (found in `nodes`) blessed that model, writing each candidate's
+  tf.Example with one float feature per task tower (`ctr`, `cvr`) added."""
+  evaluator = next(n for n in nodes if isinstance(n, tfx.components.Evaluator))
+  candidates = csv_example_gen(candidates_root, config, candidates=CANDIDATES_SPLIT
+                               ).with_id(CANDIDATE_EXAMPLE_GEN_ID)
+  columns = [tfx.proto.PredictOutputCol(output_key=task.name, output_column=task.name)
+             for task in config.tasks]
+  bulk_inferrer = tfx.components.BulkInferrer(
+      examples=candidates.outputs["examples"], model=trainer.outputs["model"],
+      model_blessing=evaluator.outputs["blessing"],
+      model_spec=tfx.proto.ModelSpec(model_signature_name=[serving_defaults.EXAMPLES_SIGNATURE]),
+      output_example_spec=tfx.proto.OutputExampleSpec(output_columns_spec=[
+          tfx.proto.OutputColumnsSpec(predict_output=tfx.proto.PredictOutput(
+              output_columns=columns))])).with_id(BULK_INFERRER_ID)
+  return [candidates, bulk_inferrer]

@@ -2,7 +2,9 @@
 readers of ML Metadata (report.metadata) and TFMA (report.evaluation), in a few lines."""
 
 import dataclasses
+import json
 import math
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from models.evaluation_checks import evaluation_warnings, label_rates_from_statistics
@@ -14,6 +16,8 @@ from report.evaluation import (OVERALL, MetricValues, Slice, Threshold, evaluate
 from report.formatting import metric_label
 from report.metadata import RunRecord, blessed, custom_property, read_run
 
+# pipeline.pipeline.BULK_INFERRER_ID, which the summary reads without loading TFX.
+_BULK_INFERRER = "BulkInferrer"
 # The metrics of the summary's table, in its column order.
 TABLE_METRICS = ("auc", "auc_precision_recall", "log_loss", "calibration",
                  "order_violation_rate", "conditional_auc")
@@ -44,6 +48,8 @@ class RunSummary:
   # why it refused (components/local_infra_validator.py's `reason`).
   infra_blessed: Optional[bool] = None
   infra_reason: str = ""
+  # BulkInferrer's scored candidates (--bulk-infer); None: none scored or no BulkInferrer
+  inferences_dir: Optional[str] = None
 
   def table(self) -> str:
     """The summary as the lines `aitm run` prints after the run."""
@@ -71,6 +77,11 @@ class RunSummary:
         lines.append(f"{'infra validated':<22}{'yes' if self.infra_blessed else 'no'}"
                      + (f": {self.infra_reason}" if self.infra_reason else ""))
       lines.append(f"{'pushed to':<22}{self.pushed_dir or 'nothing pushed'}")
+    if _BULK_INFERRER in self.component_states:
+      lines.append(f"{'inferences':<22}" + (
+          f"{self.inferences_dir} (candidates' tf.Examples with the scores, gzipped "
+          "TFRecords)" if self.inferences_dir else
+          "none: BulkInferrer scores with a blessed model only"))
     return "\n".join(lines)
 
 
@@ -121,6 +132,7 @@ def summarize(metadata_path: str, labels: Sequence[str] = ()) -> RunSummary:
   summary.label_rates = label_rates_from_statistics(
       statistics, list(labels) or list(labels_of.values()))
   summary.warnings = evaluation_warnings(summary.auc, labels_of, summary.label_rates)
+  summary.inferences_dir = _inferences_dir(run)
   return summary
 
 
@@ -135,6 +147,15 @@ def _pushed_dir(run: RunRecord) -> Optional[str]:
   if pushed is None or not custom_property(pushed, "pushed"):
     return None
   return custom_property(pushed, "pushed_destination")
+
+
+def _inferences_dir(run: RunRecord) -> Optional[str]:
+  """The split directory of BulkInferrer's output examples; None when the run has no
+  BulkInferrer or it inferred nothing (an unblessed model: no split was written)."""
+  examples = run.output(_BULK_INFERRER, "Examples")
+  split_names = examples.properties.get("split_names") if examples is not None else None
+  names = json.loads(split_names.string_value or "[]") if split_names is not None else []
+  return os.path.join(examples.uri, f"Split-{names[0]}") if names else None
 
 
 def _read_evaluation(summary: RunSummary, evaluation_uri: str) -> Dict[str, str]:

@@ -10,8 +10,8 @@ import pytest
 from pipeline import configs
 
 # Lowest first; packages on one level don't import each other.
-LAYERS = (("models",), ("serving",), ("components",), ("pipeline",), ("datagen", "report"),
-          ("cli",), ("bench",))
+LAYERS = (("models",), ("serving",), ("components",), ("scoring",), ("pipeline",),
+          ("datagen", "report"), ("cli",), ("bench",))
 LEVEL = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 
 

@@ -37,3 +37,14 @@ def test_the_real_tensorflow_imports_without_the_plugin_lines():
   done = _import_in_fresh_process()
   assert done.returncode == 0, done.stderr
   assert "Unable to register" not in done.stderr and "imported" in done.stderr
+
+
+def test_processes_started_while_plugin_lines_are_hidden_lose_them_too(capfd):
+  from cli.tensorflow_import import plugin_lines_hidden
+  code = ("import os; os.write(2, b'E0000 cuda_dnn.cc:10575] Unable to register cuDNN factory: "
+          "x\\n'); os.write(2, b'E0000 worker.cc:3] a worker error\\n')")
+  with plugin_lines_hidden():
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    os.write(2, b"this process's own line\n")
+  assert capfd.readouterr().err.splitlines() == ["E0000 worker.cc:3] a worker error",
+                                                 "this process's own line"]

@@ -43,6 +43,10 @@ def add_parser(subparsers):
   common_flags.add_warm_start(parser, "the latest blessed model trained on other data")
   common_flags.add_keep_versions(parser)
   common_flags.add_beam_args(parser, "in-process DirectRunner")
+  parser.add_argument("--bulk-infer", metavar="DIR",
+                      help="also score the candidate CSV files in DIR (labels optional) with "
+                      "TFX's BulkInferrer, once the Evaluator blessed the model; the "
+                      "summary says where the scored tf.Examples are")
   return parser
 
 
@@ -80,6 +84,7 @@ def run(args):
   data = _data_root(args, config)
   common_flags.check_split(args.split, config)
   span_args = _span_arguments(args, data)
+  bulk_infer = _bulk_infer_dir(args)
 
   start = time.time()
   try:
@@ -89,7 +94,7 @@ def run(args):
                          max_auc_drop=max_auc_drop, enable_cache=not args.no_cache,
                          beam_pipeline_args=beam_args, data_format=args.data_format,
                          keep_versions=args.keep_versions, warm_start=args.warm_start,
-                         **span_args)
+                         bulk_infer=bulk_infer, **span_args)
     summary = summarize(metadata, labels=config.labels)
   except Exception as e:  # noqa: BLE001 - re-raised unless it names bad input
     report_after_run(args.pipeline_root, since=start, failed=True)
@@ -137,6 +142,15 @@ def _demo_data(rows):
     print(f"no --data given: generating {rows:,} rows into {data}")
     taobao.write_csv(data, rows, configs.DEFAULT_SEED)
   return data
+
+
+def _bulk_infer_dir(args):
+  """--bulk-infer as an absolute directory (ExampleGen's input_base), or None."""
+  if args.bulk_infer is None:
+    return None
+  if not os.path.isdir(args.bulk_infer):
+    sys.exit(f"error: --bulk-infer {args.bulk_infer} is not a directory of CSV files")
+  return os.path.abspath(args.bulk_infer)
 
 
 def _span_arguments(args, data):

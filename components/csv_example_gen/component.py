@@ -15,7 +15,8 @@ from models.config import PipelineConfig
 
 def csv_example_gen(input_base, config: PipelineConfig, *, split: Split = Split(),
                     one_span: bool = False, span: Optional[int] = None,
-                    range_bytes: Optional[int] = None) -> FileBasedExampleGen:
+                    range_bytes: Optional[int] = None,
+                    candidates: Optional[str] = None) -> FileBasedExampleGen:
   """FileBasedExampleGen over the CSV files under `input_base` (a path, or a Kubeflow
   RuntimeParameter), typed by the config's columns and split train:eval 4:1 by
   `split` without reading the labels (components/label_blind_split.py).
@@ -24,7 +25,21 @@ def csv_example_gen(input_base, config: PipelineConfig, *, split: Split = Split(
   with `one_span`, one span's: `span` or, None, the newest (ExampleGen's {SPAN} pattern).
   Each file is read in byte ranges of about `range_bytes` (None: 64 MiB), one worker
   each (csv_ranges.py).
+
+  `candidates`: rows to score rather than train on, every one into the one split of
+  that name, the labels optional (a file may lack them; those it has are checked).
   """
+  if candidates is not None:
+    if one_span or split != Split():
+      raise ValueError("a candidate set is one split of every file under input_base: no "
+                       "spans, no train/eval split")
+    return FileBasedExampleGen(
+        input_base=input_base,
+        custom_config=executor.example_gen_custom_config(config, split, range_bytes,
+                                                         labels_optional=True),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=candidates, hash_buckets=1)])))
   if span is not None and not one_span:
     raise ValueError("span needs one_span=True (input_base holding span-N directories)")
   if split.kind == "span" and one_span:

@@ -42,8 +42,9 @@ class Header(NamedTuple):
   end: int
 
 
-class _BadRow(Exception):
-  """What is wrong with one row, before its place is known; `field` None: the whole row."""
+class RowProblem(Exception):
+  """What is wrong with one row, before its place is known (`refusal` names it); `field`
+  None: the whole row."""
 
   def __init__(self, message: str, field: Optional[str] = None):
     super().__init__(message)
@@ -54,11 +55,13 @@ class _QuoteLeftOpen(Exception):
   """csv.reader asked for the next line: a quoted field was still open at a line's end."""
 
 
-def check_header(path: str, header: Sequence[str], columns: Sequence[Column]) -> None:
+def check_header(path: str, header: Sequence[str], columns: Sequence[Column],
+                 optional: Sequence[str] = ()) -> None:
   """BadInputError saying what is missing, unknown or repeated when the header is not
-  the config's columns, each once (in any order)."""
+  the config's columns, each once (in any order); the `optional` ones may be absent
+  (a candidate set's labels)."""
   expected = [c.name for c in columns]
-  missing = [c for c in expected if c not in header]
+  missing = [c for c in expected if c not in header and c not in optional]
   unexpected = [c for c in header if c not in expected]
   if missing or unexpected or len(set(header)) != len(header):
     problems = []
@@ -79,7 +82,7 @@ def _one_line(text: str) -> Iterator[str]:
   raise _QuoteLeftOpen()
 
 
-def _cells(text: str) -> List[str]:
+def _split_cells(text: str) -> List[str]:
   """The cells of one line ([] for a blank one); _QuoteLeftOpen when a quoted field
   runs past the line's end, csv.Error for other broken quoting."""
   return next(csv.reader(_one_line(text), strict=True))
@@ -90,15 +93,17 @@ _QUOTE_LEFT_OPEN = ("a quoted field is still open at the end of the line: a stra
                     "(a row is one line, so that big files can be read in byte ranges)")
 
 
-def read_header(path: str, raw: BinaryIO, columns: Sequence[Column]) -> Header:
+def read_header(path: str, raw: BinaryIO, columns: Optional[Sequence[Column]],
+                optional: Sequence[str] = ()) -> Header:
   """The header at the start of a CSV file's bytes, checked against the config's
-  columns (check_header); a byte-order mark before it is read as nothing."""
+  columns (check_header, `optional` ones may be absent; None: not checked); a
+  byte-order mark before it is read as nothing."""
   line = raw.readline()
   if not line:
     raise BadInputError(f"Bad input in {path}: the file is empty (a header is expected)")
   place = f"Bad input in {path}, line 1 (header)"
   try:
-    names = _cells(line.decode("utf-8-sig"))
+    names = _split_cells(line.decode("utf-8-sig"))
   except UnicodeDecodeError as e:
     raise BadInputError(f"{place}: not UTF-8 text ({e.reason} at byte {e.start} of the "
                         f"line)") from None
@@ -107,25 +112,28 @@ def read_header(path: str, raw: BinaryIO, columns: Sequence[Column]) -> Header:
   except csv.Error as e:
     raise BadInputError(f"{place}: {e}") from None
   names = [name.strip() for name in names]
-  check_header(path, names, columns)
+  if columns is not None:
+    check_header(path, names, columns, optional)
   return Header(tuple(names), len(line))
 
 
 def _row_to_example(header: Sequence[str], row: Sequence[str], columns: Sequence[Column],
                    labels: Sequence[str]) -> tf.train.Example:
-  """One CSV record -> tf.Example; an empty cell is a missing feature. _BadRow saying
+  """One CSV record -> tf.Example; an empty cell is a missing feature. RowProblem saying
   what is wrong, which read_rows turns into a BadInputError naming its place."""
   if len(row) != len(header):
-    raise _BadRow(f"{len(row)} fields where the header has {len(header)} (a malformed row)")
+    raise RowProblem(f"{len(row)} fields where the header has {len(header)} (a malformed row)")
   cells = dict(zip(header, row))
   example = tf.train.Example()
   feature = example.features.feature
   for column in columns:
     name, column_type = column.name, column.type
+    if name not in cells:   # an optional column (check_header) this file doesn't have
+      continue
     value = cells[name].strip()
     if name in labels:
       if value not in ("0", "1"):
-        raise _BadRow(f"label must be 0 or 1, got {value!r}", name)
+        raise RowProblem(f"label must be 0 or 1, got {value!r}", name)
       feature[name].int64_list.value.append(int(value))
     elif not value:
       continue
@@ -135,41 +143,50 @@ def _row_to_example(header: Sequence[str], row: Sequence[str], columns: Sequence
       try:
         number = float(value)
       except ValueError:
-        raise _BadRow(f"{value!r} is not a number", name) from None
+        raise RowProblem(f"{value!r} is not a number", name) from None
       if not math.isfinite(number) or number < 0:
-        raise _BadRow(f"{value!r} is not a finite non-negative number", name)
+        raise RowProblem(f"{value!r} is not a finite non-negative number", name)
       feature[name].float_list.value.append(number)
     else:
       try:
         number = raw_text.parse_int64(value)
       except ValueError as e:
-        raise _BadRow(f"{value!r} is {e}", name) from None
+        raise RowProblem(f"{value!r} is {e}", name) from None
       feature[name].int64_list.value.append(number)
-  for prev_label, label in zip(labels, labels[1:]):
+  present = [label for label in labels if label in cells]
+  for prev_label, label in zip(present, present[1:]):
     if feature[label].int64_list.value[0] > feature[prev_label].int64_list.value[0]:
-      raise _BadRow(f"{label}=1 but {prev_label}=0: a funnel step can't happen without "
-                    f"the one before it", label)
+      raise RowProblem(f"{label}=1 but {prev_label}=0: a funnel step can't happen without "
+                       f"the one before it", label)
   return example
+
+
+def line_cells(line: bytes) -> List[str]:
+  """The cells of one line of a CSV file, unstripped ([] for a blank line); RowProblem
+  when it is not UTF-8 or its quoting is broken or runs past the line's end."""
+  try:
+    text = line.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise RowProblem(f"not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
+  try:
+    return _split_cells(text)
+  except _QuoteLeftOpen:
+    raise RowProblem(_QUOTE_LEFT_OPEN) from None
+  except csv.Error as e:
+    raise RowProblem(str(e)) from None
 
 
 def _line_to_example(line: bytes, header: Sequence[str], columns: Sequence[Column],
                      labels: Sequence[str]) -> Optional[tf.train.Example]:
-  """One line's tf.Example; None for a blank line; _BadRow saying what is wrong."""
-  try:
-    text = line.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise _BadRow(f"not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
-  try:
-    row = _cells(text)
-  except _QuoteLeftOpen:
-    raise _BadRow(_QUOTE_LEFT_OPEN) from None
-  except csv.Error as e:
-    raise _BadRow(str(e)) from None
+  """One line's tf.Example; None for a blank line; RowProblem saying what is wrong."""
+  row = line_cells(line)
   return _row_to_example(header, row, columns, labels) if row else None
 
 
-def _refusal(path: str, raw: BinaryIO, offset: int, line: bytes, bad: _BadRow
-             ) -> BadInputError:
+def refusal(path: str, raw: BinaryIO, offset: int, line: bytes, bad: RowProblem
+            ) -> BadInputError:
+  """The BadInputError of a refused row: its file, line (counted in `raw`, the file's
+  bytes, up to `offset`, where the row starts) and field, and the row quoted."""
   text = line.decode("utf-8", errors="replace").rstrip("\r\n")
   if len(text) > _QUOTED_CHARS:
     text = text[:_QUOTED_CHARS] + "..."
@@ -189,8 +206,8 @@ def read_rows(path: str, raw: BinaryIO, header: Header, start: int, stop: Option
   for offset, line in byte_ranges.lines(raw, max(start, header.end), stop):
     try:
       example = _line_to_example(line, header.names, columns, labels)
-    except _BadRow as bad:
-      raise _refusal(path, raw, offset, line, bad) from None
+    except RowProblem as bad:
+      raise refusal(path, raw, offset, line, bad) from None
     if example is not None:
       yield offset, example
 

@@ -33,13 +33,14 @@ class CsvRange(NamedTuple):
             f"(bytes {self.start}-{self.stop})")
 
 
-def split_file(path: str, relative: str, columns: Sequence[Column], range_bytes: int
-               ) -> List[CsvRange]:
+def split_file(path: str, relative: str, columns: Optional[Sequence[Column]],
+               range_bytes: int, optional: Sequence[str] = ()) -> List[CsvRange]:
   """The file's ranges of about range_bytes each after its header, which is read and
-  checked here (csv_parser.read_header); one range to the end for a compressed file.
-  A file with a header and no rows has none."""
+  checked here against `columns` (csv_parser.read_header: the `optional` ones may be
+  absent; None: not checked); one range to the end for a compressed file. A file with
+  a header and no rows has none."""
   with byte_ranges.open_file(path) as raw:
-    header = read_header(path, raw, columns)
+    header = read_header(path, raw, columns, optional)
     spans = ([(header.end, None)] if byte_ranges.is_compressed(path)
              else byte_ranges.cut(header.end, byte_ranges.size(raw), range_bytes))
   return [CsvRange(path, relative, header, start, stop, index, len(spans))

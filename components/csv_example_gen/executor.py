@@ -36,15 +36,18 @@ COUNTER_NAMESPACE = "csv_example_gen"
 
 
 def example_gen_custom_config(config: PipelineConfig, split: Split = Split(),
-                              range_bytes: Optional[int] = None
+                              range_bytes: Optional[int] = None, labels_optional: bool = False
                               ) -> example_gen_pb2.CustomConfig:
   """The config's columns and the split, packed for FileBasedExampleGen(custom_config=...),
   and, when given, the size of the byte ranges files are read in (None: 64 MiB). The
   size changes which worker reads a row, not the examples, so the default stays out of
-  the settings, ExampleGen's cache key. ValueError when the split names a column the
-  config doesn't have, or a label, or range_bytes is not a whole number >= 1."""
+  the settings, ExampleGen's cache key; so does `labels_optional` (files may lack the
+  label columns: a candidate set to score) when False. ValueError when the split names
+  a column the config doesn't have, or a label, or range_bytes is not a whole number >= 1."""
   split.check_columns([c.name for c in config.columns], config.labels, config.source)
   settings = {"config": config.columns_text(), "split": split.to_json()}
+  if labels_optional:
+    settings["labels_optional"] = True
   if range_bytes is not None:
     if isinstance(range_bytes, bool) or not isinstance(range_bytes, int) or range_bytes < 1:
       raise ValueError(f"range_bytes must be a whole number of bytes >= 1, got {range_bytes!r}")
@@ -63,9 +66,9 @@ def row_key(relative: str, offset: int) -> bytes:
   return f"{relative}@{offset}".encode("utf-8")
 
 
-def _cut_file(paths, columns, range_bytes):
+def _cut_file(paths, columns, range_bytes, optional):
   path, relative = paths
-  return split_file(path, relative, columns, range_bytes)
+  return split_file(path, relative, columns, range_bytes, optional)
 
 
 class _ReadCsvRange(beam.DoFn):
@@ -115,9 +118,10 @@ def _CsvToTypedExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   settings = _settings_from(exec_properties)
   columns, labels = parse_columns(settings["config"], source="ExampleGen custom_config")
   range_bytes = settings.get("range_bytes", DEFAULT_RANGE_BYTES)
+  optional = labels if settings.get("labels_optional") else ()
   rows = (pipeline
           | "CsvFiles" >> beam.Create([(f, os.path.relpath(f, base)) for f in files])
-          | "CutIntoRanges" >> beam.FlatMap(_cut_file, columns, range_bytes)
+          | "CutIntoRanges" >> beam.FlatMap(_cut_file, columns, range_bytes, optional)
           # Fusion would keep every range of a file on the worker that cut it.
           | "SpreadRanges" >> beam.Reshuffle()
           | "ParseRows" >> beam.ParDo(_ReadCsvRange(columns, labels)))
