@@ -26,32 +26,18 @@ from cli.tensorflow_import import setup_tensorflow  # noqa: E402
 
 setup_tensorflow()  # before anything loads TensorFlow
 
+from bench.serving_timing import free_port, pushed_versions_and_rows, timed  # noqa: E402
+
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 
 import numpy as np  # noqa: E402
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
-def _timed(call, seconds, min_calls=20):
-  """Latencies (s) of back-to-back calls for `seconds` (at least min_calls)."""
-  call()  # warm-up: tf.function tracing, connection setup
-  latencies, end = [], time.perf_counter() + seconds
-  while time.perf_counter() < end or len(latencies) < min_calls:
-    start = time.perf_counter()
-    call()
-    latencies.append(time.perf_counter() - start)
-  return np.array(latencies)
 
 
 def main():
@@ -66,21 +52,13 @@ def main():
   args = parser.parse_args()
 
   from serving.client import ServingClient
-  from serving.model_versions import list_versions
-  from serving.request_rows import read_rows, to_example, to_raw_columns
+  from serving.request_rows import to_example, to_raw_columns
   import tensorflow as tf
 
-  versions = list_versions(args.model_base_path)
-  if not versions or not os.path.isfile(args.rows):
-    sys.exit(f"no pushed model under {args.model_base_path} or no rows at {args.rows}: "
-             "run `make demo` first, or pass --model-base-path and --rows")
-  rows = []
-  for row in read_rows(args.rows):
-    rows.append(row)
-    if len(rows) == max(args.batch_sizes):
-      break
+  versions, rows = pushed_versions_and_rows(args.model_base_path, args.rows,
+                                           max(args.batch_sizes))
 
-  port = _free_port()
+  port = free_port()
   server = subprocess.Popen(
       [sys.executable, "-m", "cli.main", "serve", "--model-base-path", args.model_base_path,
        "--port", str(port)], cwd=PROJECT_DIR, stdout=subprocess.DEVNULL,
@@ -101,8 +79,8 @@ def main():
         else:
           inputs = to_raw_columns(batch, kinds)
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
-        remote = _timed(lambda: client.predict_tensors(inputs, signature), args.seconds)
-        local = _timed(lambda: function(**tensors), args.seconds)
+        remote = timed(lambda: client.predict_tensors(inputs, signature), args.seconds)
+        local = timed(lambda: function(**tensors), args.seconds)
         results.append((signature, size, remote, local))
         print(f"  {signature} batch {size}: {len(remote)} gRPC calls, "
               f"{len(local)} in-process calls", flush=True)

@@ -24,33 +24,20 @@ from cli.tensorflow_import import setup_tensorflow  # noqa: E402
 
 setup_tensorflow()  # before anything loads TensorFlow
 
+from bench.serving_timing import free_port, pushed_versions_and_rows, timed  # noqa: E402
+
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
-def _timed(call, seconds, min_calls=20):
-  """Latencies (s) of back-to-back calls for `seconds` (at least min_calls)."""
-  call()  # warm-up
-  latencies, end = [], time.perf_counter() + seconds
-  while time.perf_counter() < end or len(latencies) < min_calls:
-    start = time.perf_counter()
-    call()
-    latencies.append(time.perf_counter() - start)
-  return np.array(latencies)
 
 
 def _row_json(batch_inputs, signature):
@@ -78,19 +65,12 @@ def main():
   args = parser.parse_args()
 
   from serving.client import ServingClient
-  from serving.model_versions import list_versions
-  from serving.request_rows import read_rows, to_example, to_raw_columns
+  from serving.request_rows import to_example, to_raw_columns
 
-  if not list_versions(args.model_base_path) or not os.path.isfile(args.rows):
-    sys.exit(f"no pushed model under {args.model_base_path} or no rows at {args.rows}: "
-             "run `make demo` first, or pass --model-base-path and --rows")
-  rows = []
-  for row in read_rows(args.rows):
-    rows.append(row)
-    if len(rows) == max(args.batch_sizes):
-      break
+  versions, rows = pushed_versions_and_rows(args.model_base_path, args.rows,
+                                           max(args.batch_sizes))
 
-  grpc_port, rest_port = _free_port(), _free_port()
+  grpc_port, rest_port = free_port(), free_port()
   server = subprocess.Popen(
       [sys.executable, "-m", "cli.main", "serve", "--model-base-path", args.model_base_path,
        "--model-name", args.model_name, "--port", str(grpc_port), "--rest-port",
@@ -127,8 +107,8 @@ def main():
                     for task, values in over_grpc.items())
         if worst > 1e-6:
           raise RuntimeError(f"{signature} batch {size}: REST and gRPC differ by {worst:g}")
-        grpc_times = _timed(lambda: client.predict_tensors(inputs, signature), args.seconds)
-        rest_times = _timed(lambda: rest(body), args.seconds)
+        grpc_times = timed(lambda: client.predict_tensors(inputs, signature), args.seconds)
+        rest_times = timed(lambda: rest(body), args.seconds)
         results.append((signature, size, len(body), worst, grpc_times, rest_times))
         print(f"  {signature} batch {size}: {len(grpc_times)} gRPC calls, "
               f"{len(rest_times)} REST calls, largest difference {worst:.1e}", flush=True)

@@ -26,6 +26,8 @@ from cli.tensorflow_import import setup_tensorflow  # noqa: E402
 
 setup_tensorflow()  # before anything loads TensorFlow
 
+from bench.serving_timing import pushed_versions_and_rows  # noqa: E402
+
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -104,20 +106,14 @@ def main():
   args = parser.parse_args()
 
   from models.warmup_requests import read_requests
-  from serving.model_versions import list_versions
-  from serving.request_rows import read_rows
 
-  versions = list_versions(args.model_base_path)
-  if not versions or not os.path.isfile(args.rows):
-    sys.exit(f"no pushed model under {args.model_base_path} or no rows at {args.rows}: "
-             "run `make demo` first, or pass --model-base-path and --rows")
+  versions, rows = pushed_versions_and_rows(args.model_base_path, args.rows, 1)
   version = max(versions)
   version_dir = versions[version]
   warmup_records = len(read_requests(version_dir))
   if not warmup_records:
     sys.exit(f"{version_dir} has no warmup file: push a model trained since the Trainer "
              "writes one")
-  rows = [next(iter(read_rows(args.rows)))]
   inputs = _inputs(rows, version_dir)
 
   results = {True: [], False: []}

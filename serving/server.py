@@ -368,17 +368,24 @@ def _run_signature(function, tensors, signature_name):
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+def _signature(servable: ServableVersion, model_spec):
+  """(name, function) of the signature a ModelSpec names (default `serving_default`);
+  FAILED_PRECONDITION, TF Serving's code, when the version has none of that name."""
+  signature_name = model_spec.signature_name or DEFAULT_SIGNATURE
+  function = servable.signatures.get(signature_name)
+  if function is None:
+    raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f'Serving signature name: "{signature_name}" not found in '
+                       f"signature def (has {sorted(servable.signatures)})")
+  return signature_name, function
+
+
 def _warmup_predict(servable: ServableVersion):
   """A warmup request's run on `servable`, with Predict's checks and signature call
   (serving/warmup.py); RequestError when it fails. The ModelSpec's name and version
   are not read: as in TF Serving, warmup runs on the version being loaded."""
   def predict(request):
-    signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    function = servable.signatures.get(signature_name)
-    if function is None:
-      raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                         f'Serving signature name: "{signature_name}" not found in '
-                         f"signature def (has {sorted(servable.signatures)})")
+    signature_name, function = _signature(servable, request.model_spec)
     outputs = _run_signature(function, _tensor_inputs(request, function, signature_name),
                              signature_name)
     unknown = sorted(set(request.output_filter) - set(outputs))
@@ -410,12 +417,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     try:
       _check_deadline(context)
       servable = self.registry.get(request.model_spec.name).resolve(request.model_spec)
-      signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-      function = servable.signatures.get(signature_name)
-      if function is None:
-        raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f'Serving signature name: "{signature_name}" not found in '
-                           f"signature def (has {sorted(servable.signatures)})")
+      signature_name, function = _signature(servable, request.model_spec)
       tensors = _tensor_inputs(request, function, signature_name, self.max_batch_size)
       _check_deadline(context)
       started = time.perf_counter()
