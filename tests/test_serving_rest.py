@@ -638,7 +638,12 @@ def test_aitm_serve_rest_port_starts_both_apis(tiny_model_base):
                                         abs=1e-6)
   finally:
     process.send_signal(signal.SIGINT)
-    assert process.wait(60) == 0
+    try:
+      code = process.wait(60)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      code = f"still running 60 s after SIGINT; it printed:\n{''.join(lines)}"
+    assert code == 0, code
 
 
 def test_a_rest_port_that_is_no_port_is_refused_before_any_work():

@@ -276,8 +276,9 @@ def test_cli_names_the_drift_and_pushes_nothing(span_runs, capsys):
 # --- warm start over spans ---------------------------------------------------------
 
 def _trainer_runs(store):
-  """[(input artifacts, output artifacts) by type name] per Trainer execution that
-  finished (run or cached), oldest first."""
+  """[(input artifacts, output artifacts) by the Trainer's input and output keys] per
+  Trainer execution that finished (run or cached), oldest first. By key, not type: two
+  inputs are Examples (`examples`, Transform's; `raw_examples`, for the warmup file)."""
   from tfx.types import artifact_utils
 
   from pipeline import configs
@@ -290,7 +291,8 @@ def _trainer_runs(store):
     for event in store.get_events_by_execution_ids([execution.id]):
       artifact, = store.get_artifacts_by_id([event.artifact_id])
       kind, = store.get_artifact_types_by_id([artifact.type_id])
-      sides[event.type == event.OUTPUT].setdefault(kind.name, []).append(
+      key = event.path.steps[0].key if event.path.steps else kind.name
+      sides[event.type == event.OUTPUT].setdefault(key, []).append(
           artifact_utils.deserialize_artifact(kind, artifact))
     runs.append(sides)
   return runs
@@ -311,8 +313,8 @@ def test_span_2_warm_starts_from_span_1s_blessed_model(span_runs):
   assert first == {"base_model": None, "warm": False, "reason": "no blessed model to start from yet",
                    "copied": [], "remapped": {}}
   runs = _trainer_runs(_store(span_runs["kwargs"]["pipeline_root"]))
-  span_1_model = runs[0][1]["Model"][0]
-  assert [m.id for m in runs[1][0]["Model"]] == [span_1_model.id]   # span 2's base_model
+  span_1_model = runs[0][1]["model"][0]
+  assert [m.id for m in runs[1][0]["base_model"]] == [span_1_model.id]   # span 2's base_model
 
   second = _training_summary(span_runs["second"])["warm_start"]
   assert second["warm"] and second["reason"] is None
@@ -363,8 +365,8 @@ def test_another_architecture_starts_fresh_and_says_why(span_runs, capsys):
   model.uri = str(span_runs["root"] / "wider" / "model")
   model_run.uri = str(span_runs["root"] / "wider" / "model_run")
   fn_args = trainer_executor.GenericExecutor()._GetFnArgs(
-      {"examples": inputs["Examples"], "transform_graph": inputs["TransformGraph"],
-       "base_model": outputs["Model"]},
+      {"examples": inputs["examples"], "transform_graph": inputs["transform_graph"],
+       "base_model": outputs["model"]},
       {"model": [model], "model_run": [model_run]},
       {"train_args": json.dumps({"num_steps": 2}), "eval_args": "{}",
        "custom_config": json.dumps({trainer.CONFIG_KEY: wider,

@@ -82,9 +82,17 @@ def _sources(args):
 
 
 def run(args):
-  """Serves the models until Ctrl-C; exits with the error when the server can't start."""
+  """Serves the models until Ctrl-C or SIGTERM, then stops gracefully (as TF Serving
+  does on SIGTERM); exits with the error when the server can't start."""
+  import signal
+  import threading
   from serving.server import LocalModelServer
   sources = _sources(args)
+  # Handlers before the server starts, so a signal at any moment only sets the event
+  # (a KeyboardInterrupt between two lines could leave the server's threads running).
+  stopping = threading.Event()
+  for number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(number, lambda *_: stopping.set())
   try:
     server = LocalModelServer(sources, port=args.port, host=args.host,
                               poll_wait_seconds=args.file_system_poll_wait_seconds,
@@ -98,7 +106,6 @@ def run(args):
     sys.exit(f"error: {e}")
   print("[serve] local stand-in for TF Serving (development and tests); in production "
         "run tensorflow/serving (kubeflow/serving/). Ctrl-C stops it.", flush=True)
-  try:
-    server.wait()
-  except KeyboardInterrupt:
-    server.stop()
+  stopping.wait()
+  server.stop()
+  print("[serve] stopped", flush=True)
