@@ -92,7 +92,7 @@ def main():
   parser.add_argument("--work-dir", help="where data and outputs go (default: a temporary dir)")
   args = parser.parse_args()
 
-  from datagen import taobao
+  from bench.pipeline_walltime import beam_bench_data
   from models.config import load_config
   from pipeline import configs
   from scoring.model_contract import resolve_version
@@ -100,17 +100,7 @@ def main():
   version = resolve_version(args.model)
   labels = load_config(configs.CONFIG_PATH).labels
   work = tempfile.mkdtemp(prefix="aitm-score-bench-", dir=args.work_dir)
-  # The worker processes import the scoring code by name, as Dataflow's do from the image.
-  os.environ["PYTHONPATH"] = os.pathsep.join(
-      [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-  data_dir = args.data
-  if not data_dir:
-    data_dir = os.path.join(work, "data")
-    start = time.time()
-    taobao.write_csv(data_dir, args.rows, args.seed)
-    print(f"== generated {args.rows:,} rows in {time.time() - start:.1f}s", flush=True)
-  size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(data_dir, "*"))
-             if os.path.isfile(p))
+  data_dir, size = beam_bench_data(args.data, args.rows, args.seed, work)
   results = []
   try:
     for workers in args.workers:

@@ -79,23 +79,13 @@ def main():
   args = parser.parse_args()
 
   from components.byte_ranges import DEFAULT_RANGE_BYTES
-  from datagen import taobao
+  from bench.pipeline_walltime import beam_bench_data
   from models.config import load_config
   from pipeline import configs
 
   config = load_config(configs.CONFIG_PATH)
   work = tempfile.mkdtemp(prefix="aitm-exgen-bench-", dir=args.work_dir)
-  # The worker processes import the parser by name, as Dataflow's do from the image.
-  os.environ["PYTHONPATH"] = os.pathsep.join(
-      [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-  data_dir = args.data
-  if not data_dir:
-    data_dir = os.path.join(work, "data")
-    start = time.time()
-    taobao.write_csv(data_dir, args.rows, args.seed)
-    print(f"== generated {args.rows:,} rows in {time.time() - start:.1f}s", flush=True)
-  size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(data_dir, "**"), recursive=True)
-             if os.path.isfile(p))
+  data_dir, size = beam_bench_data(args.data, args.rows, args.seed, work)
   range_bytes = int(args.range_mb * 2 ** 20) if args.range_mb else None
   range_mb = (range_bytes or DEFAULT_RANGE_BYTES) / 2 ** 20
   results = []

@@ -72,6 +72,24 @@ class MemorySampler(threading.Thread):
                default=0)
 
 
+def beam_bench_data(data_dir, rows: int, seed: int, work: str):
+  """(data directory, its size in bytes) for a Beam benchmark: `data_dir` if given, else
+  `rows` generated rows under `work`. Beam's worker processes import the project by
+  name, as Dataflow's do from the image, so the project goes on their PYTHONPATH."""
+  import glob
+  from datagen import taobao
+  os.environ["PYTHONPATH"] = os.pathsep.join(
+      [sys.path[0]] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+  if not data_dir:
+    data_dir = os.path.join(work, "data")
+    start = time.time()
+    taobao.write_csv(data_dir, rows, seed)
+    print(f"== generated {rows:,} rows in {time.time() - start:.1f}s", flush=True)
+  size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(data_dir, "**"), recursive=True)
+             if os.path.isfile(p))
+  return data_dir, size
+
+
 def _peak_memory(sampler, pipeline_root):
   """Node id -> the peak memory (bytes) sampled while it ran, from ML Metadata's times."""
   from pipeline.configs import metadata_path
