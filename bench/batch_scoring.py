@@ -99,6 +99,8 @@ def main():
 
   version = resolve_version(args.model)
   labels = load_config(configs.CONFIG_PATH).labels
+  if args.work_dir:
+    os.makedirs(args.work_dir, exist_ok=True)
   work = tempfile.mkdtemp(prefix="aitm-score-bench-", dir=args.work_dir)
   data_dir, size = beam_bench_data(args.data, args.rows, args.seed, work)
   results = []

@@ -32,12 +32,7 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 
-
 import numpy as np  # noqa: E402
-
-
-
-
 
 
 def main():

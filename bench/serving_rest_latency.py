@@ -36,10 +36,6 @@ import subprocess  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-
-
-
-
 def _row_json(batch_inputs, signature):
   """The row-form JSON body of the same inputs the gRPC side sends."""
   if signature == "serving_default":

@@ -58,8 +58,6 @@ def _is_missing(value) -> bool:
       isinstance(value, float) and math.isnan(value))
 
 
-
-
 def _parse(value, kind, where):
   try:
     if kind == _STRING:
