@@ -14,6 +14,9 @@ Three runtime parameters can be set when a run is submitted (the KFP UI, or
   budget and early stopping);
 * `push_destination`: the Pusher's PushDestination as JSON, e.g.
   `{"filesystem": {"base_directory": "gs://bucket/serving/aitm"}}`.
+
+Compiled with `bulk_infer`, a fourth, `candidates_root`: the directory of candidate
+CSV files that BulkInferrer scores with the blessed model.
 """
 
 import json
@@ -37,6 +40,7 @@ from pipeline.vertex_training import VertexTraining
 IMAGE_PROJECT_DIR = "/aitm"
 IMAGE_SCHEMA_PATH = f"{IMAGE_PROJECT_DIR}/schemas/{os.path.basename(configs.SCHEMA_PATH)}"
 RUNTIME_PARAMETERS = ("data_root", "train_args", "push_destination")
+CANDIDATES_PARAMETER = "candidates_root"
 
 
 def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root: str,
@@ -49,7 +53,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
                      vertex_training: Optional[VertexTraining] = None,
                      keep_versions: Optional[int] = configs.KEEP_VERSIONS,
                      spans: bool = False, warm_start: bool = configs.WARM_START,
-                     split: Split = configs.SPLIT, infra_validation: bool = True) -> str:
+                     split: Split = configs.SPLIT, infra_validation: bool = True,
+                     bulk_infer: Optional[str] = None) -> str:
   """Writes the pipeline spec (JSON or YAML by extension) and returns its path.
 
   `data_root` (default `<pipeline_root>/data`), `train_steps` (default: none,
@@ -71,6 +76,10 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
   `infra_validation`: between the Evaluator and the Pusher, TFX's InfraValidator loads
   the candidate in `tensorflow/serving` on the cluster and sends it requests; the
   Pusher needs its blessing (components/kubernetes_infra_validator.py).
+  `bulk_infer`: the default of a fourth runtime parameter, `candidates_root`, a
+  directory of candidate CSV files; a candidate ExampleGen reads it and TFX's
+  BulkInferrer scores it with the Trainer's model once the Evaluator blessed it,
+  as `aitm run --bulk-infer` does.
 
   The config travels inside the spec (component custom_config); the schema is
   read in the image, and checked here against this checkout's copy of it.
@@ -89,6 +98,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       "push_destination": json.dumps(
           {"filesystem": {"base_directory": f"{serving_dir.rstrip('/')}/{model_name}"}}),
   }
+  if bulk_infer is not None:
+    defaults[CANDIDATES_PARAMETER] = bulk_infer
   parameters = {name: RuntimeParameter(name=name, ptype=str, default=value)
                 for name, value in defaults.items()}
   pipeline = create_pipeline(
@@ -98,7 +109,8 @@ def compile_pipeline(*, config: PipelineConfig, output_file: str, pipeline_root:
       push_destination=parameters["push_destination"], beam_pipeline_args=beam_pipeline_args,
       vertex_training=vertex_training, keep_versions=keep_versions,
       spans=SpanSettings(drift_check=False) if spans else None, warm_start=warm_start,
-      split=split, infra_validation=InfraValidation.KUBERNETES if infra_validation else None)
+      split=split, infra_validation=InfraValidation.KUBERNETES if infra_validation else None,
+      bulk_infer=parameters.get(CANDIDATES_PARAMETER))
   # Schema 2.1: what KFP 2.x servers read.
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image,

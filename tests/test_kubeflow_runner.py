@@ -352,3 +352,41 @@ def test_warm_start_compiles_with_the_stock_latest_blessed_model_resolver(tmp_pa
   # The Evaluator's baseline keeps its own resolver.
   assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"][
       "producerTask"] == "latest_blessed_model_resolver-model-resolver"
+
+
+def test_bulk_infer_compiles_tfx_s_bulk_inferrer_on_a_candidates_runtime_parameter(tmp_path,
+                                                                                   capsys):
+  """`compile-kfp --bulk-infer DIR`: what `aitm run --bulk-infer` adds, in the compiled
+  graph: the candidate ExampleGen reads a fourth runtime parameter (DIR its default) and
+  BulkInferrer scores its examples with the Trainer's model, gated on the Evaluator."""
+  from pipeline.kubeflow_runner import CANDIDATES_PARAMETER
+  from pipeline.pipeline import BULK_INFERRER_ID, CANDIDATE_EXAMPLE_GEN_ID
+  out = tmp_path / "spec.json"
+  aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root",
+        "--bulk-infer", "gs://b/candidates/2026-12-06"])
+  assert "candidates_root" in capsys.readouterr().out
+  job = json.loads(out.read_text())
+  spec = job["pipelineSpec"]
+  spec_proto = pipeline_spec_pb2.PipelineSpec()
+  json_format.ParseDict(spec, spec_proto)
+  assert set(spec["root"]["inputDefinitions"]["parameters"]) == {
+      *RUNTIME_PARAMETERS, CANDIDATES_PARAMETER}
+  assert job["runtimeConfig"]["parameterValues"][CANDIDATES_PARAMETER] == \
+      "gs://b/candidates/2026-12-06"
+  tasks = spec["root"]["dag"]["tasks"]
+  assert set(COMPONENTS) | {CANDIDATE_EXAMPLE_GEN_ID, BULK_INFERRER_ID} <= set(tasks)
+  assert tasks[CANDIDATE_EXAMPLE_GEN_ID]["inputs"]["parameters"]["input_base"] == {
+      "componentInputParameter": CANDIDATES_PARAMETER}
+  assert tasks["FileBasedExampleGen"]["inputs"]["parameters"]["input_base"] == {
+      "componentInputParameter": "data_root"}
+  inferrer = tasks[BULK_INFERRER_ID]["inputs"]["artifacts"]
+  assert {key: a["taskOutputArtifact"]["producerTask"] for key, a in inferrer.items()} == {
+      "examples": CANDIDATE_EXAMPLE_GEN_ID, "model": "Trainer", "model_blessing": "Evaluator"}
+  parameters = json.dumps(tasks[BULK_INFERRER_ID]["inputs"]["parameters"])
+  assert "serving_default" in parameters and '\\"ctr\\"' in parameters
+  # Without the flag the spec is unchanged: no candidates, three parameters.
+  aitm(["compile-kfp", "--output", str(out), "--pipeline-root", "gs://b/root"])
+  plain = json.loads(out.read_text())["pipelineSpec"]
+  assert set(plain["root"]["inputDefinitions"]["parameters"]) == set(RUNTIME_PARAMETERS)
+  assert set(plain["root"]["dag"]["tasks"]) == set(tasks) - {CANDIDATE_EXAMPLE_GEN_ID,
+                                                              BULK_INFERRER_ID}

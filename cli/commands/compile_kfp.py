@@ -42,6 +42,9 @@ def add_parser(subparsers):
   parser.add_argument("--no-infra-validation", action="store_true",
                       help="no TFX InfraValidator (tensorflow/serving on the cluster) before "
                       "the Pusher: for Vertex AI Pipelines, which has no cluster to run it")
+  parser.add_argument("--bulk-infer", metavar="DIR", help="also score the candidate CSV "
+                      "files in DIR with TFX's BulkInferrer once the model is blessed; DIR "
+                      "is the default of a candidates_root runtime parameter")
   _add_vertex_training(parser)
   common_flags.add_beam_args(parser, "in-process DirectRunner in each component's pod")
   return parser
@@ -96,8 +99,11 @@ def run(args):
                             vertex_training=_vertex_training(args),
                             keep_versions=args.keep_versions, spans=args.spans,
                             warm_start=args.warm_start, split=args.split,
-                            infra_validation=not args.no_infra_validation)
+                            infra_validation=not args.no_infra_validation,
+                            bulk_infer=args.bulk_infer)
   except ValueError as e:
     sys.exit(f"error: {e}")
+  parameters = "data_root, train_args, push_destination" + (
+      ", candidates_root" if args.bulk_infer else "")
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
-        "parameters data_root, train_args, push_destination)")
+        f"parameters {parameters})")
