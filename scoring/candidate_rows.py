@@ -84,6 +84,9 @@ class RowBatch:
 
 def find_files(data_dir: str) -> List[str]:
   """The files directly in data_dir, sorted; BadInputError when there are none."""
+  if "://" in data_dir:
+    raise BadInputError(f"Bad input: --data {data_dir}: a directory of this machine's file "
+                        "system (or a volume mounted on it); remote paths are not listed")
   if not os.path.isdir(data_dir):
     raise BadInputError(f"Bad input: --data {data_dir} is not a directory")
   entries = sorted(os.listdir(data_dir))

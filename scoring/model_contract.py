@@ -36,6 +36,9 @@ class ModelContract:
 def resolve_version(path: str) -> str:
   """The SavedModel version directory `path` means: itself when it holds saved_model.pb,
   else its newest complete numeric version. ModelError saying what is wrong."""
+  if "://" in path:
+    raise ModelError(f"--model {path}: a directory of this machine's file system (or a "
+                     "volume mounted on it); remote paths are not read")
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise ModelError(f"--model {path} is not a directory")

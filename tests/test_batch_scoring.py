@@ -260,6 +260,11 @@ def test_what_can_be_checked_is_refused_before_any_work(tiny_model_base, tiny_da
   refused(ValueError, "already exists and is not an empty directory",
           output=str(tmp_path / "taken"))
   refused(ModelError, "holds neither saved_model.pb nor a complete", model=folder)
+  refused(ModelError, "gs://b/serving/aitm: a directory of this machine's file system",
+          model="gs://b/serving/aitm")
+  refused(BadInputError, "gs://b/candidates: a directory of this machine's file system",
+          data="gs://b/candidates")
+  refused(ValueError, "gs://b/scores: a local directory", output="gs://b/scores")
   refused(ValueError, "format must be one of", fmt="json")
   refused(BadInputError, r"missing the key column\(s\) 'request' \(the header has "
           "'request_id'\\)", key_columns=["request"])
