@@ -19,10 +19,14 @@ from models.autograph_rules import skip_tf_keras  # noqa: E402
 skip_tf_keras()  # as the Trainer does; halves the time of tests that save models
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
   """`make test` runs on every core (pytest-xdist, --dist loadgroup): the tests
   that need the session's pipeline run share one worker, so it runs once, and
-  every other module stays on one worker, so its module fixtures run once."""
+  every other module stays on one worker, so its module fixtures run once.
+
+  First, so the marks are set before xdist's worker turns them into the `@group`
+  suffix of each node id (tests/test_xdist_groups.py checks that it did)."""
   for item in items:
     group = "pipeline_run" if "pipeline_run" in item.fixturenames else item.module.__name__
     item.add_marker(pytest.mark.xdist_group(group))
