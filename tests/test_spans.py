@@ -291,8 +291,7 @@ def _trainer_runs(store):
     for event in store.get_events_by_execution_ids([execution.id]):
       artifact, = store.get_artifacts_by_id([event.artifact_id])
       kind, = store.get_artifact_types_by_id([artifact.type_id])
-      key = event.path.steps[0].key if event.path.steps else kind.name
-      sides[event.type == event.OUTPUT].setdefault(key, []).append(
+      sides[event.type == event.OUTPUT].setdefault(event.path.steps[0].key, []).append(
           artifact_utils.deserialize_artifact(kind, artifact))
     runs.append(sides)
   return runs

@@ -87,7 +87,8 @@ def _vertex_training(args):
 def run(args):
   """Writes the Kubeflow Pipelines v2 spec to `--output`; exits with the error on bad
   settings."""
-  from pipeline.kubeflow_runner import compile_pipeline
+  from pipeline.kubeflow_runner import (CANDIDATES_PARAMETER, RUNTIME_PARAMETERS,
+                                        compile_pipeline)
   config, = common_flags.load_configs([args.config])
   common_flags.check_split(args.split, config)
   try:
@@ -103,7 +104,6 @@ def run(args):
                             bulk_infer=args.bulk_infer)
   except ValueError as e:
     sys.exit(f"error: {e}")
-  parameters = "data_root, train_args, push_destination" + (
-      ", candidates_root" if args.bulk_infer else "")
+  parameters = RUNTIME_PARAMETERS + ((CANDIDATES_PARAMETER,) if args.bulk_infer else ())
   print(f"wrote the Kubeflow Pipelines v2 spec to {path} (image {args.image}; runtime "
-        f"parameters {parameters})")
+        f"parameters {', '.join(parameters)})")
